@@ -1,0 +1,24 @@
+"""Samplers: pure functions ``fn(denoiser, x, sigmas, *, cond, callback, noise, ...) -> x0``.
+
+``x`` is the sigma-space sample at sigmas[0], ``sigmas`` a strictly descending float64 grid ending
+in 0 (see :mod:`diffusion_lab.discretization`). The last step always returns the denoised mean.
+
+NFE on a grid of n steps: euler, dpmpp_2m, ddim, ddpm, ddpm_large_variance: n; heun: 2n - 1
+(``solver_nfe(fn, n)`` reads it; ``count_nfe(D)`` counts calls empirically).
+"""
+
+from diffusion_lab.samplers._common import CountingDenoiser, count_nfe, solver_nfe
+from diffusion_lab.samplers.ode import dpmpp_2m, euler, heun
+from diffusion_lab.samplers.sde import ddim, ddpm, ddpm_large_variance
+
+__all__ = [
+    "euler",
+    "heun",
+    "dpmpp_2m",
+    "ddim",
+    "ddpm",
+    "ddpm_large_variance",
+    "count_nfe",
+    "solver_nfe",
+    "CountingDenoiser",
+]

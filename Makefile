@@ -1,0 +1,44 @@
+# diffusion-lab: `make train` and `make test` install what is missing first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install train sample evaluate test test-fast bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project (pinned by constraints.txt)
+
+train: $(STAMP)  ## train the default experiment (Hydra overrides: ARGS="schedule=cosine ...")
+	$(PY) scripts/train.py $(ARGS)
+
+sample: $(STAMP)  ## sample from a checkpoint: ARGS="ckpt=outputs/.../last.ckpt sampler=ddim"
+	$(PY) scripts/sample.py $(ARGS)
+
+evaluate: $(STAMP)  ## metrics from a checkpoint: ARGS="ckpt=..."
+	$(PY) scripts/evaluate.py $(ARGS)
+
+test: $(STAMP)  ## the whole test suite, slow end-to-end runs included
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the quick subset (no slow end-to-end runs)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## print benchmark figures
+	$(PY) scripts/benchmark.py $(ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(PY) -m ruff check diffusion_lab scripts tests
+
+clean:  ## remove run outputs and caches (keeps .venv)
+	rm -rf outputs/* multirun wandb .pytest_cache .ruff_cache .cache
+	@touch outputs/.gitkeep

@@ -1,0 +1,200 @@
+"""DDPM / ADM U-Net (Ho et al. 2020; Nichol & Dhariwal 2021; Dhariwal & Nichol 2021).
+
+Encoder of ``len(channel_mult)`` levels, each ``num_res_blocks`` ResBlocks (optionally
+followed by self-attention) and a 2x downsample except at the last level; a middle
+ResBlock-Attention-ResBlock; a mirrored decoder of ``num_res_blocks + 1`` ResBlocks per
+level fed by skip connections, with nearest-neighbour 2x upsampling + conv.
+The timestep embedding (plus class embedding) enters every ResBlock, either additively
+(DDPM: ``h + W e``) or as adaptive GroupNorm (ADM: ``GN(h) * (1 + s) + b``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import AttentionBlock2d, ClassEmbedding, TimestepEmbedder, resolve_heads
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """GN-SiLU-[resample]-conv, + embedding, GN-SiLU-dropout-conv(zero init), + skip."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, dropout: float, groups: int,
+                 scale_shift_norm: bool, up: bool = False, down: bool = False):
+        super().__init__()
+        self.scale_shift_norm = scale_shift_norm
+        self.up, self.down = up, down
+        self.in_norm = nn.GroupNorm(groups, in_ch)
+        self.in_conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb_proj = nn.Linear(emb_dim, 2 * out_ch if scale_shift_norm else out_ch)
+        self.out_norm = nn.GroupNorm(groups, out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.out_conv = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
+
+    def _resample(self, x: Tensor) -> Tensor:
+        if self.up:
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if self.down:
+            return F.avg_pool2d(x, 2)
+        return x
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = F.silu(self.in_norm(x))  # (B, Cin, H, W)
+        h, x = self._resample(h), self._resample(x)  # (B, Cin, H', W')
+        h = self.in_conv(h)  # (B, Cout, H', W')
+        e = self.emb_proj(F.silu(emb))[:, :, None, None]  # (B, Cout or 2*Cout, 1, 1)
+        if self.scale_shift_norm:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.out_norm(h) * (1 + scale) + shift
+        else:
+            h = self.out_norm(h + e)
+        h = self.out_conv(self.dropout(F.silu(h)))  # (B, Cout, H', W')
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)  # (B, C, H/2, W/2)
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C, 2H, 2W)
+
+
+class EmbedSequential(nn.Sequential):
+    """Sequential that hands the embedding to the ResBlocks it holds."""
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+        return x
+
+
+class UNet(nn.Module):
+    """U-Net backbone ``forward(x (B,C,H,W), t (B,), cond (B,) | None) -> (B, out_channels, H, W)``.
+
+    ``num_classes > 0`` adds a class table of ``num_classes + 1`` rows (last = null class,
+    used when ``cond is None``). ``head_channels > 0`` overrides ``num_heads``.
+    ``resblock_updown`` resamples inside ResBlocks (ADM) instead of conv down/upsampling.
+    """
+
+    def __init__(self, image_size: int = 32, in_channels: int = 3, out_channels: int | None = None,
+                 base_channels: int = 128, channel_mult: tuple[int, ...] = (1, 2, 2, 2),
+                 num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (16,),
+                 num_heads: int = 1, head_channels: int = 0, dropout: float = 0.1,
+                 num_classes: int = 0, scale_shift_norm: bool = True,
+                 resblock_updown: bool = False, groups: int = 32):
+        super().__init__()
+        channel_mult = tuple(int(m) for m in channel_mult)
+        attention_resolutions = tuple(int(r) for r in attention_resolutions)
+        self._check(image_size, base_channels, channel_mult, attention_resolutions, groups)
+        self.image_size, self.in_channels = image_size, in_channels
+        self.out_channels = out_channels or in_channels
+        self.num_classes = num_classes
+        emb_dim = 4 * base_channels
+        self.time_embed = TimestepEmbedder(base_channels, emb_dim)
+        self.class_embed = ClassEmbedding(num_classes, emb_dim) if num_classes > 0 else None
+
+        def res(cin: int, cout: int, **kw) -> ResBlock:
+            return ResBlock(cin, cout, emb_dim, dropout=dropout, groups=groups,
+                            scale_shift_norm=scale_shift_norm, **kw)
+
+        def attn(ch: int) -> AttentionBlock2d:
+            return AttentionBlock2d(ch, resolve_heads(ch, num_heads, head_channels), 0, groups)
+
+        self.input_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, ch, size, last = [base_channels], base_channels, image_size, len(channel_mult) - 1
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                layers = [res(ch, mult * base_channels)]
+                ch = mult * base_channels
+                if size in attention_resolutions:
+                    layers.append(attn(ch))
+                self.down.append(EmbedSequential(*layers))
+                skips.append(ch)
+            if level != last:
+                self.down.append(EmbedSequential(res(ch, ch, down=True) if resblock_updown
+                                                 else Downsample(ch)))
+                skips.append(ch)
+                size //= 2
+        self.middle = EmbedSequential(res(ch, ch), attn(ch), res(ch, ch))
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                layers = [res(ch + skips.pop(), mult * base_channels)]
+                ch = mult * base_channels
+                if size in attention_resolutions:
+                    layers.append(attn(ch))
+                if level != 0 and i == num_res_blocks:
+                    layers.append(res(ch, ch, up=True) if resblock_updown else Upsample(ch))
+                    size *= 2
+                self.up.append(EmbedSequential(*layers))
+        self.out_norm = nn.GroupNorm(groups, ch)
+        self.out_conv = _zero(nn.Conv2d(ch, self.out_channels, 3, padding=1))
+
+    @staticmethod
+    def _check(image_size: int, base: int, mult: tuple[int, ...], attn_res: tuple[int, ...],
+               groups: int) -> None:
+        if not mult:
+            raise ValueError("UNet: channel_mult must have at least one level")
+        factor = 2 ** (len(mult) - 1)
+        if image_size % factor:
+            raise ValueError(f"UNet: image_size={image_size} must be divisible by "
+                             f"2**(levels-1)={factor} for channel_mult={mult}")
+        bad = [base * m for m in mult if (base * m) % groups]
+        if groups <= 0 or bad:
+            raise ValueError(f"UNet: groups={groups} must divide every width, not {bad or base}")
+        sizes = {image_size // 2**i for i in range(len(mult))}
+        missing = sorted(set(attn_res) - sizes)
+        if missing:
+            raise ValueError(f"UNet: attention_resolutions {missing} not among the feature-map "
+                             f"sizes {sorted(sizes, reverse=True)}")
+
+    @classmethod
+    def ddpm_cifar10(cls, **overrides) -> UNet:
+        """DDPM CIFAR-10 model (Ho et al. 2020, 35.7M parameters)."""
+        cfg = {"image_size": 32, "in_channels": 3, "base_channels": 128,
+               "channel_mult": (1, 2, 2, 2), "num_res_blocks": 2, "attention_resolutions": (16,),
+               "dropout": 0.1, "scale_shift_norm": False}
+        return cls(**{**cfg, **overrides})
+
+    @classmethod
+    def digits_8x8(cls, **overrides) -> UNet:
+        """Small model for 8x8 single-channel digits (sklearn's load_digits)."""
+        cfg = {"image_size": 8, "in_channels": 1, "base_channels": 64, "channel_mult": (1, 2),
+               "num_res_blocks": 2, "attention_resolutions": (4,), "num_heads": 4,
+               "dropout": 0.1, "groups": 32}
+        return cls(**{**cfg, **overrides})
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        emb = self.time_embed(t)  # (B, 4*base)
+        if self.class_embed is not None:
+            emb = emb + self.class_embed(cond, x.shape[0], x.device)  # (B, 4*base)
+        h = self.input_conv(x)  # (B, base, H, W)
+        hs = [h]
+        for block in self.down:
+            h = block(h, emb)  # (B, ch, H/2^l, W/2^l)
+            hs.append(h)
+        h = self.middle(h, emb)  # (B, ch, H/2^L, W/2^L)
+        for block in self.up:
+            h = block(torch.cat([h, hs.pop()], dim=1), emb)  # (B, ch, ., .)
+        return self.out_conv(F.silu(self.out_norm(h)))  # (B, out_channels, H, W)
+

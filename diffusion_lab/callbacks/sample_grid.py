@@ -1,0 +1,64 @@
+"""Sample grids from the EMA weights with fixed per-sample seeds.
+
+The same seeds every time make grids comparable across steps and across runs;
+class-conditional models get one row per class.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+from diffusion_lab.loggers.media import log_image
+from diffusion_lab.utils.images import make_grid
+from diffusion_lab.utils.plots import scatter_png
+
+
+def grid_labels(num_classes: int, per_class: int) -> torch.Tensor:
+    """[0]*per_class + [1]*per_class + ...: row c of the grid holds class c."""
+    return torch.arange(num_classes).repeat_interleave(per_class)
+
+
+class SampleGrid(L.Callback):
+    def __init__(
+        self,
+        every_n_steps: int = 1000,
+        samples_per_class: int = 10,
+        num_samples: int = 64,
+        seed: int = 0,
+        guidance_scale: float | None = None,
+    ):
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.samples_per_class = samples_per_class
+        self.num_samples = num_samples
+        self.seed = seed
+        self.guidance_scale = guidance_scale
+        self.last_path = None
+
+    @torch.no_grad()
+    def make(self, trainer, module) -> None:
+        step = trainer.global_step
+        if module.num_classes > 0:
+            labels = grid_labels(module.num_classes, self.samples_per_class)
+            x = module.sample(labels=labels, guidance_scale=self.guidance_scale, seed=self.seed)
+            nrow = self.samples_per_class
+        else:
+            x = module.sample(self.num_samples, seed=self.seed)
+            nrow = math.ceil(math.sqrt(self.num_samples))
+        if x.dim() == 2:
+            image = scatter_png(x.cpu().numpy(), title=f"samples, step {step}")
+        else:
+            image = make_grid(x, nrow=nrow, upscale=max(1, 32 // x.shape[-1]))
+        self.last_path = log_image(trainer, "samples/grid", image, step, caption=f"step {step}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and step < (trainer.max_steps or -1):
+            self.make(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self.make(trainer, pl_module)

@@ -1,0 +1,164 @@
+"""LightningModule composing backbone + noise schedule + objective + EMA.
+
+Training step (DDPM Algorithm 1 with classifier-free label dropout):
+    t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps,
+    c = null with probability p_drop, loss = w(snr_t) ||target - f(x_t, t, c)||^2.
+Sampling always uses the EMA weights through the sigma-space denoiser
+D(x, sigma, cond) and the core samplers.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+
+from diffusion_lab.guidance import classifier_free, drop_labels
+from diffusion_lab.lit.ema import EMA
+from diffusion_lab.objectives import DenoisingObjective
+from diffusion_lab.precond import VPDenoiser
+from diffusion_lab.sampling import SamplerSpec
+from diffusion_lab.schedules import NoiseSchedule
+
+
+def warmup_lambda(step: int, warmup_steps: int) -> float:
+    """Linear learning-rate warm-up factor: min(1, (step + 1) / warmup_steps)."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / warmup_steps)
+
+
+class DiffusionModule(L.LightningModule):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        schedule: NoiseSchedule,
+        prediction,
+        weighting,
+        sampler: SamplerSpec,
+        optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.AdamW, lr=2e-4),
+        warmup_steps: int = 0,
+        ema_decay: float = 0.999,
+        ema_warmup: bool = True,
+        label_dropout: float = 0.1,
+        num_classes: int = 0,
+        guidance_scale: float = 1.0,
+    ):
+        super().__init__()
+        if not 0.0 <= label_dropout <= 1.0:
+            raise ValueError(f"label dropout must be in [0, 1], got {label_dropout}")
+        self.backbone = backbone
+        self.ema = EMA(backbone, decay=ema_decay, warmup=ema_warmup)
+        self.schedule = schedule
+        self.prediction = prediction
+        self.objective = DenoisingObjective(schedule, prediction, weighting)
+        self.sampler = sampler
+        self.optimizer_factory = optimizer
+        self.warmup_steps = warmup_steps
+        self.label_dropout = label_dropout
+        self.num_classes = num_classes
+        self.guidance_scale = guidance_scale
+        self._val_generator_seed = 1234
+        # The resolved run config (plain dict), stored in checkpoints so a checkpoint
+        # alone rebuilds its model for sampling; set by the task that builds the module.
+        self.run_config: dict | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is not None:
+            checkpoint["diffusion_lab_config"] = self.run_config
+
+    # ------------------------------------------------------------------ training
+    def _cond(self, y: torch.Tensor) -> torch.Tensor | None:
+        return y if self.num_classes > 0 else None
+
+    def training_step(self, batch, batch_idx):
+        x0, y = batch
+        cond = self._cond(y)
+        if cond is not None and self.label_dropout > 0:
+            cond = drop_labels(cond, self.label_dropout, null_class=self.num_classes)
+        out = self.objective(self.backbone, x0, cond)
+        self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=False)
+        self._last_per_sample = (out.per_sample_loss.detach(), out.t.detach())
+        return out.loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.ema.update(self.backbone)
+
+    def validation_step(self, batch, batch_idx):
+        x0, y = batch
+        g = torch.Generator(device=x0.device).manual_seed(self._val_generator_seed + batch_idx)
+        out = self.objective(self.ema.model, x0, self._cond(y), generator=g)
+        self.log("val/loss", out.loss, prog_bar=True, on_epoch=True, batch_size=x0.shape[0])
+        return out.loss
+
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(self.backbone.parameters())
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, partial(warmup_lambda, warmup_steps=self.warmup_steps)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ sampling
+    def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None):
+        """D(x, sigma, cond) -> x0_hat for the (EMA) network, guided when conditional."""
+        net = self.ema.model if use_ema else self.backbone
+        denoiser = VPDenoiser(net, self.schedule, self.prediction)
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        if self.num_classes > 0:
+            denoiser = classifier_free(denoiser, scale, self.num_classes)
+        return denoiser
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_samples: int | None = None,
+        *,
+        labels: torch.Tensor | Sequence[int] | None = None,
+        sampler: SamplerSpec | None = None,
+        guidance_scale: float | None = None,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+        use_ema: bool = True,
+        callback=None,
+        shape: tuple[int, ...] | None = None,
+    ) -> torch.Tensor:
+        """Draw samples; sample i uses noise from (seed, indices[i]) whatever the batch."""
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+            num_samples = labels.shape[0]
+        if num_samples is None:
+            raise ValueError("give num_samples or labels")
+        if self.num_classes > 0 and labels is None:
+            # No labels on a conditional model: unconditional samples (null class).
+            labels = torch.full((num_samples,), self.num_classes, device=self.device)
+            guidance_scale = 0.0
+        shape = shape or self.sample_shape
+        spec = sampler or self.sampler
+        was_training = self.training
+        self.eval()
+        try:
+            return spec.sample(
+                self.denoiser(use_ema=use_ema, guidance_scale=guidance_scale),
+                self.schedule,
+                (num_samples, *shape),
+                cond=labels,
+                seed=seed,
+                indices=indices,
+                callback=callback,
+                device=self.device,
+            )
+        finally:
+            self.train(was_training)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        bb = self.backbone
+        if hasattr(bb, "image_size"):
+            return (bb.in_channels, bb.image_size, bb.image_size)
+        return (bb.dim,)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.backbone.parameters())
