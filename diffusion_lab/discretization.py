@@ -10,14 +10,13 @@ sigmas directly between the schedule's sigma_min and sigma_max.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
 
 from diffusion_lab.schedules import NoiseSchedule
 
-__all__ = ["UniformSpacing", "LeadingSpacing", "QuadraticSpacing", "LogSNRSpacing", "KarrasSpacing"]
+__all__ = ["KarrasSpacing", "LeadingSpacing", "LogSNRSpacing", "QuadraticSpacing", "UniformSpacing"]
 
 
 def _check_count(num_steps: int) -> int:
@@ -40,7 +39,8 @@ class _IntegerSpacing:
         n = _check_count(num_steps)
         if n > num_train_steps:
             raise ValueError(
-                f"{type(self).__name__}: num_steps={n} exceeds the {num_train_steps} training timesteps"
+                f"{type(self).__name__}: num_steps={n} exceeds the "
+                f"{num_train_steps} training timesteps"
             )
         return n
 
@@ -53,7 +53,7 @@ class _IntegerSpacing:
 
 
 class UniformSpacing(_IntegerSpacing):
-    """"Trailing" spacing (Lin et al. 2023, Table 2): t_i = round(T - i T/n) - 1, i = 0..n-1.
+    """ "Trailing" spacing (Lin et al. 2023, Table 2): t_i = round(T - i T/n) - 1, i = 0..n-1.
 
     Always starts at the last training step T-1; the smallest timestep is round(T/n) - 1.
     """
@@ -65,7 +65,7 @@ class UniformSpacing(_IntegerSpacing):
 
 
 class LeadingSpacing(_IntegerSpacing):
-    """"Leading" spacing (DDIM / Stable Diffusion): t = arange(n) * (T // n) + offset, descending.
+    """ "Leading" spacing (DDIM / Stable Diffusion): t = arange(n) * (T // n) + offset, descending.
 
     Never reaches T-1 when T/n is not an integer (or offset = 0): the first step is not pure noise.
     """
@@ -89,7 +89,7 @@ class LeadingSpacing(_IntegerSpacing):
 
 
 class QuadraticSpacing(_IntegerSpacing):
-    """DDIM's CIFAR-10 grid (Song et al. 2021): t_i = floor((i * sqrt(0.8 T) / (n-1))^2), descending.
+    """DDIM's CIFAR-10 grid (Song et al. 2021): t_i = floor((i sqrt(0.8 T) / (n-1))^2), descending.
 
     Where squares collide at small t (n - 1 > sqrt(0.8 T)), each timestep is raised to
     previous + 1 so the n timesteps stay distinct (DDIM's code would repeat steps instead).
@@ -113,9 +113,9 @@ class QuadraticSpacing(_IntegerSpacing):
 
 
 class _ContinuousSpacing:
-    """Base of spacings placing sigmas directly in [sigma_min, sigma_max] (defaults: the schedule's)."""
+    """Base of spacings placing sigmas in [sigma_min, sigma_max] (default: the schedule's range)."""
 
-    def __init__(self, sigma_min: Optional[float] = None, sigma_max: Optional[float] = None) -> None:
+    def __init__(self, sigma_min: float | None = None, sigma_max: float | None = None) -> None:
         if sigma_min is not None and sigma_max is not None and not 0 < sigma_min < sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         if sigma_min is not None and sigma_min <= 0:
@@ -145,7 +145,8 @@ class _ContinuousSpacing:
 
 
 class LogSNRSpacing(_ContinuousSpacing):
-    """Uniform in log-SNR (= -2 log sigma): sigma_i = exp(log s_max + i/(n-1) (log s_min - log s_max))."""
+    """Uniform in log-SNR (= -2 log sigma):
+    sigma_i = exp(log s_max + i/(n-1) (log s_min - log s_max))."""
 
     def _place(self, ramp: Tensor, lo: float, hi: float) -> Tensor:
         return torch.exp(math.log(hi) + ramp * (math.log(lo) - math.log(hi)))
@@ -158,7 +159,7 @@ class KarrasSpacing(_ContinuousSpacing):
     """EDM eq. (5): sigma_i = (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho."""
 
     def __init__(
-        self, rho: float = 7.0, sigma_min: Optional[float] = None, sigma_max: Optional[float] = None
+        self, rho: float = 7.0, sigma_min: float | None = None, sigma_max: float | None = None
     ) -> None:
         super().__init__(sigma_min, sigma_max)
         if rho <= 0:
@@ -170,4 +171,6 @@ class KarrasSpacing(_ContinuousSpacing):
         return (a + ramp * (b - a)) ** self.rho
 
     def __repr__(self) -> str:
-        return f"KarrasSpacing(rho={self.rho}, sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+        return (
+            f"KarrasSpacing(rho={self.rho}, sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+        )

@@ -11,8 +11,6 @@ sigma (valid at sigma = 0 too).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -21,7 +19,7 @@ from diffusion_lab.types import Denoiser
 __all__ = ["classifier_free", "drop_labels"]
 
 
-def _null_labels(cond: Optional[Tensor], batch: int, null_class: int, device: torch.device) -> Tensor:
+def _null_labels(cond: Tensor | None, batch: int, null_class: int, device: torch.device) -> Tensor:
     if cond is None:
         return torch.full((batch,), null_class, dtype=torch.long, device=device)
     return torch.full_like(cond, null_class)
@@ -41,12 +39,12 @@ def classifier_free(denoiser: Denoiser, scale: float, null_class: int) -> Denois
 
     if scale == 0.0:
 
-        def unconditional(x: Tensor, sigma: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        def unconditional(x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
             return denoiser(x, sigma, _null_labels(cond, x.shape[0], null_class, x.device))
 
         return unconditional
 
-    def guided(x: Tensor, sigma: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+    def guided(x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         if cond is None:
             raise ValueError(f"guidance scale {scale} needs class labels (cond is None)")
         batch = x.shape[0]
@@ -62,9 +60,9 @@ def classifier_free(denoiser: Denoiser, scale: float, null_class: int) -> Denois
 
 
 def drop_labels(
-    cond: Tensor, p: float = 0.1, *, null_class: int, generator: Optional[torch.Generator] = None
+    cond: Tensor, p: float = 0.1, *, null_class: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Training-time label dropout: each label becomes ``null_class`` independently with probability p."""
+    """Training-time label dropout: each label becomes ``null_class`` independently w.p. ``p``."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"label drop probability must lie in [0, 1], got {p}")
     draw_device = generator.device if generator is not None else cond.device

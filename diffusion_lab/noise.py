@@ -8,7 +8,7 @@ given (seed, stream), and neighbouring indices give unrelated ones.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ def mix_seed(*parts: int) -> int:
     return h
 
 
-def _as_index_list(indices: Union[Sequence[int], Tensor]) -> list[int]:
+def _as_index_list(indices: Sequence[int] | Tensor) -> list[int]:
     if isinstance(indices, Tensor):
         if indices.dtype.is_floating_point or indices.ndim != 1:
             raise ValueError("indices must be a 1-d integer tensor or a sequence of ints")
@@ -42,14 +42,14 @@ def _as_index_list(indices: Union[Sequence[int], Tensor]) -> list[int]:
 
 
 class PerSampleNoise:
-    """Noise callable with one generator per sample: ``noise(like)`` draws N(0, I) of ``like.shape``.
+    """Noise callable, one generator per sample: ``noise(like)`` draws N(0, I) of ``like.shape``.
 
     Row b of every draw comes from the generator of ``indices[b]``; successive calls continue each
-    stream. Draws are float32 on CPU, then moved to ``like``'s device and dtype. ``stream`` selects an
+    stream. Draws are float32 on CPU, then moved to ``like``'s device and dtype. ``stream`` picks an
     independent family (e.g. 0 for x_T, 1 for the per-step noise of stochastic samplers).
     """
 
-    def __init__(self, seed: int, indices: Union[Sequence[int], Tensor], stream: int = 0) -> None:
+    def __init__(self, seed: int, indices: Sequence[int] | Tensor, stream: int = 0) -> None:
         self.seed = int(seed)
         self.stream = int(stream)
         self.indices = _as_index_list(indices)
@@ -65,7 +65,10 @@ class PerSampleNoise:
         return len(self.indices)
 
     def sample(
-        self, shape: Sequence[int], device: Union[torch.device, str] = "cpu", dtype: torch.dtype = torch.float32
+        self,
+        shape: Sequence[int],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> Tensor:
         """Draw one N(0, I) tensor of ``shape``; shape[0] must equal the number of indices."""
         shape = tuple(int(s) for s in shape)
@@ -84,10 +87,10 @@ class PerSampleNoise:
 def initial_noise(
     shape: Sequence[int],
     seed: int = 0,
-    indices: Optional[Union[Sequence[int], Tensor]] = None,
-    device: Union[torch.device, str] = "cpu",
+    indices: Sequence[int] | Tensor | None = None,
+    device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """z ~ N(0, I) of ``shape`` from stream 0 of PerSampleNoise(seed, indices or range(shape[0]))."""
+    """z ~ N(0, I) of ``shape``: stream 0 of PerSampleNoise(seed, indices or range(shape[0]))."""
     indices = range(shape[0]) if indices is None else indices
     return PerSampleNoise(seed, indices, stream=0).sample(shape, device, dtype)

@@ -8,8 +8,8 @@ target = noise / x0 / v from the prediction class, w from the weighting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ __all__ = ["DenoisingObjective", "LossOutput"]
 
 @dataclass
 class LossOutput:
-    """``loss`` (scalar), ``per_sample_loss`` (B,) weighted, float32, and the sampled ``t`` (B,) long."""
+    """``loss`` (scalar), weighted ``per_sample_loss`` (B,) float32, the sampled ``t`` (B,) long."""
 
     loss: Tensor
     per_sample_loss: Tensor
@@ -34,7 +34,9 @@ class DenoisingObjective:
     """Weighted regression of the prediction target; the backbone is an argument, called as
     ``backbone(x_t, t.float(), cond)`` with float timesteps in [0, T)."""
 
-    def __init__(self, schedule: NoiseSchedule, prediction: object, weighting: Optional[object] = None):
+    def __init__(
+        self, schedule: NoiseSchedule, prediction: object, weighting: object | None = None
+    ):
         if schedule.zero_terminal_snr and not getattr(prediction, "supports_zero_snr", True):
             raise ValueError(
                 f"{type(prediction).__name__} cannot be trained on a zero-terminal-SNR schedule "
@@ -45,24 +47,31 @@ class DenoisingObjective:
         self.weighting = UniformWeighting() if weighting is None else weighting
 
     def sample_t(
-        self, batch: int, device: torch.device | str = "cpu", generator: Optional[torch.Generator] = None
+        self,
+        batch: int,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """t ~ U{0, .., T-1}, shape (batch,), long, drawn on the generator's device then moved."""
         draw_device = generator.device if generator is not None else device
-        t = torch.randint(0, self.schedule.num_steps, (batch,), generator=generator, device=draw_device)
+        t = torch.randint(
+            0, self.schedule.num_steps, (batch,), generator=generator, device=draw_device
+        )
         return t.to(device)
 
     def __call__(
         self,
-        backbone: Callable[[Tensor, Tensor, Optional[Tensor]], Tensor],
+        backbone: Callable[[Tensor, Tensor, Tensor | None], Tensor],
         x0: Tensor,
-        cond: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
+        cond: Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> LossOutput:
         batch = x0.shape[0]
         t = self.sample_t(batch, x0.device, generator)
         draw_device = generator.device if generator is not None else x0.device
-        noise = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype).to(
+            x0.device
+        )
         x_t = self.schedule.q_sample(x0, t, noise)
         alpha, sigma = self.schedule.coefficients(t)
         alpha = append_dims(alpha, x0.ndim).to(x0.device, torch.float32)
@@ -70,8 +79,12 @@ class DenoisingObjective:
         target = self.prediction.target(x0.float(), noise.float(), alpha, sigma)
         out = backbone(x_t, t.float(), cond)
         if out.shape != x0.shape:
-            raise ValueError(f"backbone returned shape {tuple(out.shape)}, expected {tuple(x0.shape)}")
-        weight = self.weighting(self.schedule.snr_at(t), self.prediction).to(x0.device, torch.float32)
+            raise ValueError(
+                f"backbone returned shape {tuple(out.shape)}, expected {tuple(x0.shape)}"
+            )
+        weight = self.weighting(self.schedule.snr_at(t), self.prediction).to(
+            x0.device, torch.float32
+        )
         mse = (out.float() - target).pow(2).flatten(1).mean(dim=1)
         per_sample = weight * mse
         return LossOutput(loss=per_sample.mean(), per_sample_loss=per_sample, t=t)

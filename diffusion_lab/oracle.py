@@ -13,7 +13,7 @@ is an exact Gaussian that :func:`affine_output_law` extracts with a handful of b
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -21,7 +21,7 @@ from torch import Tensor
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import append_dims
 
-__all__ = ["GaussianOracle", "gaussian_w2", "affine_output_law"]
+__all__ = ["GaussianOracle", "affine_output_law", "gaussian_w2"]
 
 
 def gaussian_w2(mean_a: Tensor, std_a: Tensor, mean_b: Tensor, std_b: Tensor) -> float:
@@ -42,7 +42,9 @@ class GaussianOracle:
             raise ValueError("std must be positive")
 
     @classmethod
-    def random(cls, dim: int = 8, seed: int = 0, std_min: float = 0.05, std_max: float = 1.0) -> "GaussianOracle":
+    def random(
+        cls, dim: int = 8, seed: int = 0, std_min: float = 0.05, std_max: float = 1.0
+    ) -> GaussianOracle:
         """Means ~ N(0, 0.5^2), stds log-spaced in [std_min, std_max] (seeded, reproducible)."""
         g = torch.Generator().manual_seed(seed)
         mean = 0.5 * torch.randn(dim, generator=g, dtype=torch.float64)
@@ -62,12 +64,12 @@ class GaussianOracle:
         mu, var, sigma = self._bcast(sigma, x)
         return mu + var / (var + sigma**2) * (x.double() - mu)
 
-    def __call__(self, x: Tensor, sigma: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         """The sigma-space denoiser contract; returns x's dtype."""
         return self.denoise(x, sigma).to(x.dtype)
 
     def eps(self, x: Tensor, sigma: Tensor) -> Tensor:
-        """eps*(x; sigma) = (x - mu) sigma / (s^2 + sigma^2) (= (x - D*)/sigma, finite at sigma = 0)."""
+        """eps*(x; sigma) = (x - mu) sigma / (s^2 + sigma^2) (= (x - D*)/sigma, finite at 0)."""
         mu, var, sigma = self._bcast(sigma, x)
         return (x.double() - mu) * sigma / (var + sigma**2)
 
@@ -84,10 +86,11 @@ class GaussianOracle:
         """A fake VP backbone (x_vp, t, cond) -> eps / x0 / v target of ``prediction``, exact.
 
         sigma = schedule.t_to_sigma(t), alpha = 1/sqrt(1 + sigma^2), sigma_vp = sigma alpha,
-        x0 = D*(x_vp / alpha; sigma), eps = (x_vp - alpha x0)/sigma_vp, out = prediction.target(x0, eps, ...).
+        x0 = D*(x_vp / alpha; sigma), eps = (x_vp - alpha x0)/sigma_vp,
+        out = prediction.target(x0, eps, alpha, sigma_vp).
         """
 
-        def fake_backbone(x_vp: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        def fake_backbone(x_vp: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
             sigma = schedule.t_to_sigma(t.double()).to(x_vp.device)
             alpha = append_dims(torch.rsqrt(1.0 + sigma**2), x_vp.ndim)
             sigma_vp = append_dims(sigma, x_vp.ndim) * alpha
@@ -102,7 +105,7 @@ class _UnitNoise:
     """Noise callable for affine_output_law: draw k is zero except a one in row ``offset + k``
     (all zeros when ``offset`` is None); counts its draws."""
 
-    def __init__(self, offset: Optional[int]) -> None:
+    def __init__(self, offset: int | None) -> None:
         self.offset = offset
         self.calls = 0
 
@@ -118,7 +121,11 @@ class _UnitNoise:
 
 
 def affine_output_law(
-    solver: Callable, denoiser: Callable, sigmas: Tensor, dim: int, dtype: torch.dtype = torch.float64
+    solver: Callable,
+    denoiser: Callable,
+    sigmas: Tensor,
+    dim: int,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[Tensor, Tensor]:
     """Exact (mean, std) of a sampler's output when each step is affine (Gaussian data):
 

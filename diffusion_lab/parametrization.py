@@ -10,14 +10,14 @@ from __future__ import annotations
 from torch import Tensor
 
 __all__ = [
-    "x0_from_eps",
+    "EpsPrediction",
+    "VPrediction",
+    "X0Prediction",
+    "eps_from_v",
     "eps_from_x0",
     "v_from_x0_eps",
+    "x0_from_eps",
     "x0_from_v",
-    "eps_from_v",
-    "EpsPrediction",
-    "X0Prediction",
-    "VPrediction",
 ]
 
 
@@ -113,7 +113,7 @@ class VPrediction:
         return eps_from_v(x_t, out, alpha, sigma)
 
     def from_x0(self, x0_hat: Tensor, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-        """v = (alpha x_t - x0) / sigma (from v = alpha eps - sigma x0 with eps = (x_t - alpha x0)/sigma)."""
+        """Inverse of to_x0: v = (alpha x_t - x0) / sigma."""
         return (alpha * x_t - x0_hat) / sigma
 
     def min_snr_weight(self, snr: Tensor, gamma: float) -> Tensor:

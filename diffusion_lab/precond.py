@@ -8,7 +8,7 @@ converts to x0 (and eps) with the VP formulas of the prediction class.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -16,7 +16,7 @@ from torch import Tensor
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import append_dims
 
-__all__ = ["VPDenoiser"]
+__all__ = ["VPDenoiser", "clip_denoised"]
 
 
 class VPDenoiser:
@@ -28,7 +28,7 @@ class VPDenoiser:
 
     def __init__(
         self,
-        backbone: Callable[[Tensor, Tensor, Optional[Tensor]], Tensor],
+        backbone: Callable[[Tensor, Tensor, Tensor | None], Tensor],
         schedule: NoiseSchedule,
         prediction: object,
     ) -> None:
@@ -41,7 +41,7 @@ class VPDenoiser:
         self.schedule = schedule
         self.prediction = prediction
 
-    def _run(self, x: Tensor, sigma: Tensor, cond: Optional[Tensor]):
+    def _run(self, x: Tensor, sigma: Tensor, cond: Tensor | None):
         sigma = torch.as_tensor(sigma, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
@@ -57,12 +57,14 @@ class VPDenoiser:
         sigma_vp = append_dims(s64 * alpha64, x.ndim).to(dtype)
         return out.to(dtype), x_vp.to(dtype), alpha, sigma_vp
 
-    def __call__(self, x: Tensor, sigma: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         """x0_hat = prediction.to_x0(out, x_vp, alpha, sigma_vp)."""
         out, x_vp, alpha, sigma_vp = self._run(x, sigma, cond)
         return self.prediction.to_x0(out, x_vp, alpha, sigma_vp)
 
-    def predict(self, x: Tensor, sigma: Tensor, cond: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def predict(
+        self, x: Tensor, sigma: Tensor, cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(x0_hat, eps_hat) from one backbone call; eps_hat is the same in VP and sigma space."""
         out, x_vp, alpha, sigma_vp = self._run(x, sigma, cond)
         return (
@@ -72,3 +74,17 @@ class VPDenoiser:
 
     def __repr__(self) -> str:
         return f"VPDenoiser({type(self.backbone).__name__}, {self.schedule!r}, {self.prediction!r})"
+
+
+def clip_denoised(denoiser: Callable, lo: float = -1.0, hi: float = 1.0) -> Callable:
+    """D_clip(x, sigma, cond) = clamp(D(x, sigma, cond), lo, hi).
+
+    The "clip_denoised" of the DDPM/ADM samplers: data known to lie in [lo, hi] (images in
+    [-1, 1]) keep the predicted x0 there, which stops early high-noise steps, where
+    x0_hat = x - sigma eps_hat amplifies any error in eps_hat by sigma, from blowing up.
+    """
+
+    def clipped(x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
+        return denoiser(x, sigma, cond).clamp(lo, hi)
+
+    return clipped

@@ -7,8 +7,8 @@ x_T = x_vp / sqrt(ab) = sqrt(1 + sigma_max^2) z, z ~ N(0, I), sigma_max = sigmas
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -18,7 +18,7 @@ from diffusion_lab.samplers import solver_nfe
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import Denoiser, StepCallback, StepInfo
 
-__all__ = ["SamplerSpec", "TrajectoryRecorder", "INITIAL_NOISE_STREAM", "STEP_NOISE_STREAM"]
+__all__ = ["INITIAL_NOISE_STREAM", "STEP_NOISE_STREAM", "SamplerSpec", "TrajectoryRecorder"]
 
 INITIAL_NOISE_STREAM = 0  #: PerSampleNoise stream of x_T
 STEP_NOISE_STREAM = 1  #: PerSampleNoise stream of the per-step noise of stochastic solvers
@@ -54,13 +54,14 @@ class SamplerSpec:
         schedule: NoiseSchedule,
         shape: Sequence[int],
         *,
-        cond: Optional[Tensor] = None,
+        cond: Tensor | None = None,
         seed: int = 0,
-        indices: Optional[Union[Sequence[int], Tensor]] = None,
-        callback: Optional[StepCallback] = None,
-        device: Union[torch.device, str] = "cpu",
+        indices: Sequence[int] | Tensor | None = None,
+        callback: StepCallback | None = None,
+        device: torch.device | str = "cpu",
     ) -> Tensor:
-        """Draw x0 samples of ``shape`` (float32). Sample ``indices[b]`` (default range(B)) depends only
+        """Draw x0 samples of ``shape`` (float32). Sample ``indices[b]`` (default range(B)) depends
+        only
         on (seed, index): x_T from stream 0 and step noise from stream 1 of PerSampleNoise."""
         shape = tuple(int(s) for s in shape)
         indices = range(shape[0]) if indices is None else indices
@@ -70,7 +71,7 @@ class SamplerSpec:
         sigmas = self.sigmas(schedule)
         scale = math.sqrt(1.0 + float(sigmas[0]) ** 2)
         x = initial.sample(shape, device, torch.float32) * scale
-        step_noise = initial
+        step_noise = PerSampleNoise(seed, indices, stream=STEP_NOISE_STREAM)
         return self.solver(denoiser, x, sigmas, cond=cond, callback=callback, noise=step_noise)
 
 
@@ -95,8 +96,9 @@ class TrajectoryRecorder:
 
     @staticmethod
     def strip_indices(num_steps: int, num_frames: int = 4) -> list[int]:
-        """Step indices round(k n / num_frames), k < num_frames: with 4 frames the steps at 0, 1/4, 1/2, 3/4
-        of the grid, i.e. t ~ T, 3T/4, T/2, T/4 (the remaining frame, t = 0, is the final sample)."""
+        """Step indices round(k n / num_frames), k < num_frames: with 4 frames the steps at
+        0, 1/4, 1/2, 3/4 of the grid, i.e. t ~ T, 3T/4, T/2, T/4 (the frame t = 0 is the
+        final sample)."""
         if num_steps < 1 or num_frames < 1:
             raise ValueError("num_steps and num_frames must be >= 1")
         return sorted({round(k * num_steps / num_frames) for k in range(num_frames)})

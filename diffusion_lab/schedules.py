@@ -1,8 +1,9 @@
 """Discrete variance-preserving noise schedules (DDPM notation) and their sigma-space view.
 
-Forward process (Ho et al. 2020): q(x_t | x0) = N(sqrt(ab_t) x0, (1 - ab_t) I), ab_t = prod_{s<=t} (1 - beta_s),
+Forward process (Ho et al. 2020): q(x_t | x0) = N(sqrt(ab_t) x0, (1 - ab_t) I),
+ab_t = prod_{s<=t} (1 - beta_s),
 with t = 0 .. T-1 (0-indexed). Dividing by sqrt(ab_t) gives the variance-exploding view
-x_t / sqrt(ab_t) = x0 + sigma_t * noise with sigma_t = sqrt((1 - ab_t) / ab_t), which is what samplers use.
+x_t / sqrt(ab_t) = x0 + sigma_t * noise with sigma_t = sqrt((1 - ab_t) / ab_t), which samplers use.
 All schedule arithmetic is float64.
 """
 
@@ -17,20 +18,21 @@ from diffusion_lab.types import append_dims
 
 __all__ = [
     "NoiseSchedule",
-    "linear_schedule",
     "cosine_schedule",
-    "sigmoid_schedule",
+    "linear_schedule",
     "rescale_zero_terminal_snr",
+    "sigmoid_schedule",
 ]
 
-#: ab used for sampling where ab_{T-1} = 0 exactly (zero terminal SNR): sigma_max ~ 4096, as diffusers does.
+#: ab used for sampling where ab_{T-1} = 0 (zero terminal SNR): sigma_max ~ 4096, as in diffusers.
 ZERO_SNR_ALPHA_BAR = 2.0**-24
 
 
 class NoiseSchedule:
     """A VP schedule given by its betas (float64, shape (T,), each in (0, 1]).
 
-    ``alpha_bars`` is exact (ab_{T-1} = 0 under zero terminal SNR, used for training). ``sigmas`` is the
+    ``alpha_bars`` is exact (ab_{T-1} = 0 under zero terminal SNR, used for training). ``sigmas`` is
+    the
     sampling view sqrt((1 - ab)/ab): an exact zero ab is replaced by min(2**-24, ab_{T-2}/4), so
     sigma_max is finite (~4096) and the grid stays strictly ascending.
     """
@@ -38,10 +40,13 @@ class NoiseSchedule:
     def __init__(self, betas: Tensor) -> None:
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
         if betas.ndim != 1 or betas.numel() < 2:
-            raise ValueError(f"betas must be a 1-d tensor with at least 2 entries, got {tuple(betas.shape)}")
+            raise ValueError(
+                f"betas must be a 1-d tensor with at least 2 entries, got {tuple(betas.shape)}"
+            )
         if not bool(((betas > 0) & (betas <= 1)).all()):
             raise ValueError(
-                f"betas must lie in (0, 1], got range [{betas.min().item():.3g}, {betas.max().item():.3g}]"
+                f"betas must lie in (0, 1], got range "
+                f"[{betas.min().item():.3g}, {betas.max().item():.3g}]"
             )
         self.betas = betas
         self.alphas = 1.0 - betas
@@ -113,7 +118,8 @@ class NoiseSchedule:
     def posterior_mean_variance(self, x0: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x0) (DDPM eq. 7), with ab_{-1} = 1:
 
-        mean = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t,
+        mean = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0
+             + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t,
         var  = (1 - ab_{t-1}) / (1 - ab_t) beta_t   (returned as (B, 1, ..., 1)).
         """
         ab, ab_prev = self._gather(self.alpha_bars, t), self._gather(self.alpha_bars_prev, t)
@@ -132,12 +138,14 @@ class NoiseSchedule:
         the grid (float64, exact integers at grid points; clamped to [0, T-1] outside the range)."""
         log_s = torch.log(torch.as_tensor(sigma).to(torch.float64))
         grid = self._log_sigmas.to(log_s.device)
-        lo = (torch.searchsorted(grid, log_s.contiguous(), right=True) - 1).clamp(0, grid.numel() - 2)
+        lo = (torch.searchsorted(grid, log_s.contiguous(), right=True) - 1).clamp(
+            0, grid.numel() - 2
+        )
         w = ((log_s - grid[lo]) / (grid[lo + 1] - grid[lo])).clamp(0.0, 1.0)
         return lo.to(torch.float64) + w
 
     def t_to_sigma(self, t: Tensor) -> Tensor:
-        """Inverse of :meth:`sigma_to_t`: sigma(t) = exp(lerp of log sigma), t continuous in [0, T-1]."""
+        """Inverse of :meth:`sigma_to_t`: sigma(t) = exp(lerp of log sigma), t real in [0, T-1]."""
         t = torch.as_tensor(t).to(torch.float64).clamp(0, self.num_steps - 1)
         grid = self._log_sigmas.to(t.device)
         lo = t.floor().long().clamp(max=self.num_steps - 2)
@@ -242,7 +250,8 @@ def sigmoid_schedule(
     max_beta: float = 0.999,
 ) -> NoiseSchedule:
     """Chen 2023 ("On the importance of noise scheduling"), sigmoid ab:
-    ab(u) = (v_end - sigmoid((u (end - start) + start)/tau)) / (v_end - v_start), v_x = sigmoid(x/tau);
+    ab(u) = (v_end - sigmoid((u (end - start) + start)/tau)) / (v_end - v_start),
+    v_x = sigmoid(x/tau);
     beta_t = min(1 - ab((t+1)/T)/ab(t/T), max_beta)."""
     _check_num_steps(num_steps)
     if not start < end or tau <= 0:

@@ -9,17 +9,18 @@ Samplers pass ``sigma`` as a float64 tensor of shape (B,); a denoiser casts it a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Protocol
 
 from torch import Tensor
 
 __all__ = ["Denoiser", "NoiseFn", "StepCallback", "StepInfo", "append_dims"]
 
 #: ``D(x, sigma, cond) -> x0_hat`` with x (B, ...), sigma (B,), cond (B,) class ids or None.
-Denoiser = Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
+Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
-#: ``noise(like) -> N(0, I)`` tensor shaped like ``like`` (e.g. :class:`~diffusion_lab.noise.PerSampleNoise`).
+#: ``noise(like) -> N(0, I)`` shaped like ``like``, e.g. ``diffusion_lab.noise.PerSampleNoise``.
 NoiseFn = Callable[[Tensor], Tensor]
 
 
@@ -45,7 +46,7 @@ class StepCallback(Protocol):
 
 
 def append_dims(v: Tensor, ndim: int) -> Tensor:
-    """Reshape a per-sample tensor ``v`` of shape (B,) to (B, 1, ..., 1) with ``ndim`` dims in all."""
+    """Reshape a per-sample tensor ``v`` of shape (B,) to (B, 1, ..., 1), ``ndim`` dims in all."""
     if v.ndim > ndim:
         raise ValueError(f"cannot broadcast a {v.ndim}-d tensor to {ndim} dims")
     return v.reshape(v.shape + (1,) * (ndim - v.ndim))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["UniformWeighting", "MinSNRWeighting"]
+__all__ = ["MinSNRWeighting", "UniformWeighting"]
 
 
 class UniformWeighting:
@@ -24,7 +24,8 @@ class UniformWeighting:
 
 class MinSNRWeighting:
     """Min-SNR-gamma (Hang et al. 2023): the x0-space weight min(snr, gamma), expressed for the
-    target the backbone regresses: eps -> min(snr, g)/snr, v -> min(snr, g)/(snr + 1), x0 -> min(snr, g).
+    target the backbone regresses: eps -> min(snr, g)/snr, v -> min(snr, g)/(snr + 1),
+    x0 -> min(snr, g).
 
     The prediction class supplies the conversion through ``prediction.min_snr_weight(snr, gamma)``.
     """
@@ -37,7 +38,9 @@ class MinSNRWeighting:
     def __call__(self, snr: Tensor, prediction: object) -> Tensor:
         weight_fn = getattr(prediction, "min_snr_weight", None)
         if weight_fn is None:
-            raise ValueError(f"{type(prediction).__name__} has no min_snr_weight(snr, gamma) method")
+            raise ValueError(
+                f"{type(prediction).__name__} has no min_snr_weight(snr, gamma) method"
+            )
         return weight_fn(snr, self.gamma)
 
     def __repr__(self) -> str:

@@ -21,7 +21,11 @@ from diffusion_lab.sampling import SamplerSpec, TrajectoryRecorder
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
 
 INTEGER = [UniformSpacing(), LeadingSpacing(), LeadingSpacing(offset=1), QuadraticSpacing()]
-CONTINUOUS = [LogSNRSpacing(), KarrasSpacing(), KarrasSpacing(rho=3.0, sigma_min=0.02, sigma_max=80.0)]
+CONTINUOUS = [
+    LogSNRSpacing(),
+    KarrasSpacing(),
+    KarrasSpacing(rho=3.0, sigma_min=0.02, sigma_max=80.0),
+]
 SOLVERS = [euler, heun, dpmpp_2m, functools.partial(ddim, eta=0.5), ddpm, ddpm_large_variance]
 
 
@@ -35,7 +39,9 @@ def test_grid_shape_order_and_zero(spacing, n):
 
 
 @pytest.mark.parametrize("spacing", INTEGER, ids=repr)
-@pytest.mark.parametrize("T,n", [(1000, 7), (1000, 10), (1000, 999), (1000, 1000), (37, 5), (37, 37)])
+@pytest.mark.parametrize(
+    "T,n", [(1000, 7), (1000, 10), (1000, 999), (1000, 1000), (37, 5), (37, 37)]
+)
 def test_integer_timesteps(spacing, T, n):
     if getattr(spacing, "offset", 0) and (n - 1) * (T // n) + spacing.offset > T - 1:
         with pytest.raises(ValueError):
@@ -55,7 +61,10 @@ def test_integer_spacing_closed_forms():
     assert UniformSpacing().timesteps(T, n).tolist() == trailing.tolist()
     assert UniformSpacing().timesteps(T, n)[0].item() == T - 1
     assert LeadingSpacing().timesteps(T, n).tolist() == [142 * k for k in reversed(range(7))]
-    assert LeadingSpacing(offset=1).timesteps(T, n).tolist() == (np.arange(n)[::-1] * (T // n) + 1).tolist()
+    assert (
+        LeadingSpacing(offset=1).timesteps(T, n).tolist()
+        == (np.arange(n)[::-1] * (T // n) + 1).tolist()
+    )
     assert UniformSpacing().timesteps(T, T).tolist() == list(range(T - 1, -1, -1))
     n = 20  # DDIM quadratic, no collisions below sqrt(0.8 T) + 1 steps
     quad = [int(s) for s in np.linspace(0, np.sqrt(T * 0.8), n) ** 2][::-1]
@@ -74,8 +83,11 @@ def test_continuous_closed_forms():
     assert torch.allclose(sig, ref, rtol=1e-12)
     assert sig[0].item() == hi and sig[-1].item() == lo
     log_snr = -2 * torch.log(LogSNRSpacing()(sch, n)[:-1])
-    assert torch.allclose(log_snr.diff(), torch.full((n - 1,), (2 * math.log(hi) - 2 * math.log(lo)) / (n - 1),
-                                                     dtype=torch.float64), rtol=1e-10)
+    assert torch.allclose(
+        log_snr.diff(),
+        torch.full((n - 1,), (2 * math.log(hi) - 2 * math.log(lo)) / (n - 1), dtype=torch.float64),
+        rtol=1e-10,
+    )
     custom = KarrasSpacing(sigma_min=0.002, sigma_max=80.0)(sch, 5)
     assert custom[0].item() == 80.0 and custom[-2].item() == 0.002
 
@@ -98,8 +110,9 @@ def test_spacing_validation():
 
 
 @pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: getattr(s, "__name__", "ddim_eta"))
-@pytest.mark.parametrize("spacing", [UniformSpacing(), LeadingSpacing(), QuadraticSpacing(), KarrasSpacing()],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "spacing", [UniformSpacing(), LeadingSpacing(), QuadraticSpacing(), KarrasSpacing()], ids=repr
+)
 def test_sampler_visits_exactly_the_grid(solver, spacing):
     """Record (sigma, sigma_next) and the denoiser's sigmas: no "previous timestep" recomputed."""
     sch = linear_schedule()

@@ -9,7 +9,7 @@ NULL = 3
 
 
 class ClassDenoiser:
-    """Deterministic, class-dependent fake D(x, sigma, cond) (null class -> mean 0); counts calls."""
+    """Deterministic class-dependent fake D(x, sigma, cond) (null class: mean 0); counts calls."""
 
     def __init__(self):
         self.means = torch.tensor([[1.0, -2.0], [0.5, 0.5], [-1.0, 3.0], [0.0, 0.0]])

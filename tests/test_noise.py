@@ -57,12 +57,30 @@ def test_batch_of_8_equals_two_batches_of_4(solver, spacing):
     shape = (8, 3, 4)  # (B, C, L): the oracle acts on the flattened 12 dims per sample
     flat = _Flatten(den)
     whole = spec.sample(flat, sch, shape, seed=11)
-    halves = torch.cat([
-        spec.sample(flat, sch, (4, 3, 4), seed=11, indices=range(0, 4)),
-        spec.sample(flat, sch, (4, 3, 4), seed=11, indices=[4, 5, 6, 7]),
-    ])
+    halves = torch.cat(
+        [
+            spec.sample(flat, sch, (4, 3, 4), seed=11, indices=range(4)),
+            spec.sample(flat, sch, (4, 3, 4), seed=11, indices=[4, 5, 6, 7]),
+        ]
+    )
     assert torch.equal(whole, halves)
     assert not torch.equal(whole, spec.sample(flat, sch, shape, seed=12))
+
+
+def test_sampler_spec_noise_streams():
+    """x_T comes from stream 0 and the step noise from the independent stream 1 of (seed, index)."""
+    seen = {}
+
+    def probe(denoiser, x, sigmas, *, cond=None, callback=None, noise=None):
+        seen["x"], seen["z"] = x, noise(x)
+        return x
+
+    sch = linear_schedule()
+    spec = SamplerSpec(probe, UniformSpacing(), 4)
+    spec.sample(None, sch, (3, 5), seed=9, indices=[2, 7, 4])
+    scale = (1 + sch.sigma_max**2) ** 0.5
+    assert torch.equal(seen["x"], PerSampleNoise(9, [2, 7, 4], stream=0)(seen["x"]) * scale)
+    assert torch.equal(seen["z"], PerSampleNoise(9, [2, 7, 4], stream=1)(seen["x"]))
 
 
 class _Flatten:

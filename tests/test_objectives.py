@@ -25,7 +25,9 @@ def _recovered_noise(sch, x0, x_t, t):
     return (x_t.double() - ab.sqrt() * x0.double()) / (1 - ab).sqrt()
 
 
-@pytest.mark.parametrize("pred", [EpsPrediction(), X0Prediction(), VPrediction()], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "pred", [EpsPrediction(), X0Prediction(), VPrediction()], ids=lambda p: p.name
+)
 def test_targets_and_uniform_weighting(pred):
     sch = cosine_schedule(100)
     obj = DenoisingObjective(sch, pred)
@@ -33,12 +35,16 @@ def test_targets_and_uniform_weighting(pred):
     x0 = torch.randn(64, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     cond = torch.arange(64)
     res = obj(bb, x0, cond, generator=torch.Generator().manual_seed(1))
-    (x_t, t_in, cond_in), = bb.calls
+    ((x_t, t_in, cond_in),) = bb.calls
     assert t_in.dtype == torch.float32 and torch.equal(t_in, res.t.float()) and cond_in is cond
     assert res.t.dtype == torch.long and res.per_sample_loss.shape == (64,)
     noise = _recovered_noise(sch, x0, x_t, res.t)
     ab = sch.alpha_bars[res.t].view(-1, 1, 1, 1)
-    target = {"eps": noise, "x0": x0.double(), "v": ab.sqrt() * noise - (1 - ab).sqrt() * x0.double()}[pred.name]
+    target = {
+        "eps": noise,
+        "x0": x0.double(),
+        "v": ab.sqrt() * noise - (1 - ab).sqrt() * x0.double(),
+    }[pred.name]
     expected = target.pow(2).flatten(1).mean(1)
     assert torch.allclose(res.per_sample_loss.double(), expected, rtol=1e-4, atol=1e-5)
     assert res.loss.item() == pytest.approx(res.per_sample_loss.mean().item(), rel=1e-6)

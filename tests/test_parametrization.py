@@ -19,7 +19,7 @@ from diffusion_lab.schedules import cosine_schedule, linear_schedule
 from diffusion_lab.weighting import MinSNRWeighting, UniformWeighting
 
 PREDICTIONS = [EpsPrediction(), X0Prediction(), VPrediction()]
-TOL = dict(rtol=0, atol=1e-12)
+TOL = {"rtol": 0, "atol": 1e-12}
 
 
 @pytest.fixture
@@ -50,7 +50,9 @@ def test_prediction_round_trips(pred, vp_batch):
     assert torch.allclose(pred.to_eps(out, x_t, alpha, sigma), eps, **TOL)
     assert torch.allclose(pred.from_x0(x0, x_t, alpha, sigma), out, **TOL)
     other = torch.randn_like(out)  # from_x0 inverts to_x0 for any output, not only the target
-    assert torch.allclose(pred.from_x0(pred.to_x0(other, x_t, alpha, sigma), x_t, alpha, sigma), other, **TOL)
+    assert torch.allclose(
+        pred.from_x0(pred.to_x0(other, x_t, alpha, sigma), x_t, alpha, sigma), other, **TOL
+    )
 
 
 def test_names_and_zero_snr_support():
@@ -92,7 +94,7 @@ def test_vp_denoiser_is_the_exact_denoiser(pred, make):
     sigma = torch.exp(torch.empty(32, dtype=torch.float64).uniform_(-4, 5, generator=g))
     x = oracle.mean + torch.randn(32, 6, generator=g, dtype=torch.float64) * (1 + sigma[:, None])
     assert torch.allclose(denoiser(x, sigma, None), oracle.denoise(x, sigma), rtol=1e-9, atol=1e-9)
-    x0_hat, eps_hat = denoiser.predict(x, sigma, None)
+    _x0_hat, eps_hat = denoiser.predict(x, sigma, None)
     assert torch.allclose(eps_hat, oracle.eps(x, sigma), rtol=1e-9, atol=1e-9)
     out32 = denoiser(x.float(), sigma, None)
     assert out32.dtype == torch.float32

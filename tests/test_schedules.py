@@ -21,7 +21,9 @@ def test_linear_endpoints_are_ddpm_constants():
     assert sch.num_steps == 1000
     assert sch.betas[0].item() == pytest.approx(1e-4, rel=1e-12)
     assert sch.betas[-1].item() == pytest.approx(0.02, rel=1e-12)
-    assert torch.allclose(sch.betas.diff(), torch.full((999,), (0.02 - 1e-4) / 999, dtype=torch.float64))
+    assert torch.allclose(
+        sch.betas.diff(), torch.full((999,), (0.02 - 1e-4) / 999, dtype=torch.float64)
+    )
     half = linear_schedule(num_steps=500)  # improved-diffusion rescaling by 1000/T
     assert half.betas[0].item() == pytest.approx(2e-4, rel=1e-12)
     assert half.betas[-1].item() == pytest.approx(0.04, rel=1e-12)
@@ -54,7 +56,9 @@ def test_sigmoid_matches_chen_2023():
         return 1 / (1 + math.exp(-v))
 
     def ab(u):
-        return (sig(end / tau) - sig((u * (end - start) + start) / tau)) / (sig(end / tau) - sig(start / tau))
+        return (sig(end / tau) - sig((u * (end - start) + start) / tau)) / (
+            sig(end / tau) - sig(start / tau)
+        )
 
     sch = sigmoid_schedule(T, start, end, tau)
     expected = torch.tensor([ab((t + 1) / T) for t in range(T - 1)], dtype=torch.float64)
@@ -101,7 +105,9 @@ def test_q_sample_exact_and_broadcast():
     out = sch.q_sample(x0, t, noise)
     assert out.dtype == torch.float32 and out.shape == x0.shape
     ab = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t]
-    ref = ab.sqrt().view(4, 1, 1, 1) * x0.double() + (1 - ab).sqrt().view(4, 1, 1, 1) * noise.double()
+    ref = (
+        ab.sqrt().view(4, 1, 1, 1) * x0.double() + (1 - ab).sqrt().view(4, 1, 1, 1) * noise.double()
+    )
     assert torch.allclose(out.double(), ref, atol=1e-6)
     alpha, sigma = sch.coefficients(t)
     assert torch.allclose(alpha**2 + sigma**2, torch.ones(4, dtype=torch.float64), atol=1e-15)
@@ -119,7 +125,8 @@ def test_q_sample_moments():
 
 
 def test_posterior_matches_bayes_rule():
-    """Gaussian conditioning: precision = 1/(1-ab_{t-1}) + alpha_t/beta_t, mean = var * (natural params)."""
+    """Gaussian conditioning: precision = 1/(1-ab_{t-1}) + alpha_t/beta_t,
+    mean = var * (natural parameters)."""
     sch = linear_schedule()
     g = torch.Generator().manual_seed(2)
     x0 = torch.randn(5, 7, generator=g, dtype=torch.float64)
@@ -131,8 +138,10 @@ def test_posterior_matches_bayes_rule():
     ab_prev, alpha, beta = ab[t - 1], 1 - betas[t], betas[t]
     prec = 1 / (1 - ab_prev) + alpha / beta
     ref_var = 1 / prec
-    ref_mean = ref_var[:, None] * (ab_prev.sqrt()[:, None] * x0 / (1 - ab_prev)[:, None]
-                                   + alpha.sqrt()[:, None] * x_t / beta[:, None])
+    ref_mean = ref_var[:, None] * (
+        ab_prev.sqrt()[:, None] * x0 / (1 - ab_prev)[:, None]
+        + alpha.sqrt()[:, None] * x_t / beta[:, None]
+    )
     assert torch.allclose(var.squeeze(1), ref_var, rtol=1e-10)
     assert torch.allclose(mean, ref_mean, rtol=1e-10, atol=1e-12)
     # t = 0: ab_{-1} = 1, so the posterior is a point mass at x0
@@ -150,7 +159,9 @@ def test_sigma_to_t_inverse(make):
     assert torch.allclose(sch.t_to_sigma(torch.arange(T)), sch.sigmas, rtol=1e-14)
     # halfway in t is the geometric mean of neighbouring sigmas (log-linear)
     mid = sch.t_to_sigma(torch.tensor([10.5]))
-    assert mid.item() == pytest.approx(math.sqrt(sch.sigmas[10].item() * sch.sigmas[11].item()), rel=1e-12)
+    assert mid.item() == pytest.approx(
+        math.sqrt(sch.sigmas[10].item() * sch.sigmas[11].item()), rel=1e-12
+    )
     clamped = sch.sigma_to_t(torch.tensor([0.0, sch.sigma_min / 2, sch.sigma_max * 2]))
     assert clamped.tolist() == [0.0, 0.0, float(T - 1)]
 

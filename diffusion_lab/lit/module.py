@@ -19,7 +19,7 @@ from torch import nn
 from diffusion_lab.guidance import classifier_free, drop_labels
 from diffusion_lab.lit.ema import EMA
 from diffusion_lab.objectives import DenoisingObjective
-from diffusion_lab.precond import VPDenoiser
+from diffusion_lab.precond import VPDenoiser, clip_denoised
 from diffusion_lab.sampling import SamplerSpec
 from diffusion_lab.schedules import NoiseSchedule
 
@@ -46,6 +46,7 @@ class DiffusionModule(L.LightningModule):
         label_dropout: float = 0.1,
         num_classes: int = 0,
         guidance_scale: float = 1.0,
+        clip_denoised: bool = True,
     ):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
@@ -61,6 +62,7 @@ class DiffusionModule(L.LightningModule):
         self.label_dropout = label_dropout
         self.num_classes = num_classes
         self.guidance_scale = guidance_scale
+        self.clip_denoised = clip_denoised
         self._val_generator_seed = 1234
         # The resolved run config (plain dict), stored in checkpoints so a checkpoint
         # alone rebuilds its model for sampling; set by the task that builds the module.
@@ -84,7 +86,10 @@ class DiffusionModule(L.LightningModule):
         self._last_per_sample = (out.per_sample_loss.detach(), out.t.detach())
         return out.loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
+    def optimizer_step(self, *args, **kwargs):
+        # EMA right after the weights change, before any callback (checkpointing included)
+        # sees the step: a checkpoint at global step k always holds k EMA updates.
+        super().optimizer_step(*args, **kwargs)
         self.ema.update(self.backbone)
 
     def validation_step(self, batch, batch_idx):
@@ -109,6 +114,8 @@ class DiffusionModule(L.LightningModule):
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         if self.num_classes > 0:
             denoiser = classifier_free(denoiser, scale, self.num_classes)
+        if self.clip_denoised:
+            denoiser = clip_denoised(denoiser, -1.0, 1.0)
         return denoiser
 
     @torch.no_grad()
@@ -156,7 +163,7 @@ class DiffusionModule(L.LightningModule):
     @property
     def sample_shape(self) -> tuple[int, ...]:
         bb = self.backbone
-        if hasattr(bb, "image_size"):
+        if getattr(bb, "image_size", None) is not None:
             return (bb.in_channels, bb.image_size, bb.image_size)
         return (bb.dim,)
 

@@ -12,13 +12,13 @@ from diffusion_lab.samplers.ode import dpmpp_2m, euler, heun
 from diffusion_lab.samplers.sde import ddim, ddpm, ddpm_large_variance
 
 __all__ = [
-    "euler",
-    "heun",
-    "dpmpp_2m",
+    "CountingDenoiser",
+    "count_nfe",
     "ddim",
     "ddpm",
     "ddpm_large_variance",
-    "count_nfe",
+    "dpmpp_2m",
+    "euler",
+    "heun",
     "solver_nfe",
-    "CountingDenoiser",
 ]

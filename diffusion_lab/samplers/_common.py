@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+import itertools
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -14,14 +15,16 @@ __all__ = ["CountingDenoiser", "count_nfe", "solver_nfe"]
 
 
 def grid(sigmas: Tensor) -> list[float]:
-    """Validate a sampling grid (1-d, >= 2 entries, strictly descending, last exactly 0) -> floats."""
+    """Validate a grid (1-d, >= 2 levels, strictly descending, last exactly 0); return floats."""
     sigmas = torch.as_tensor(sigmas)
     if sigmas.ndim != 1 or sigmas.numel() < 2:
-        raise ValueError(f"sigmas must be a 1-d grid of at least 2 levels, got shape {tuple(sigmas.shape)}")
+        raise ValueError(
+            f"sigmas must be a 1-d grid of at least 2 levels, got shape {tuple(sigmas.shape)}"
+        )
     values = sigmas.to(torch.float64).tolist()
     if values[-1] != 0.0:
         raise ValueError(f"sigmas must end at exactly 0, got {values[-1]}")
-    if any(a <= b for a, b in zip(values, values[1:])):
+    if any(a <= b for a, b in itertools.pairwise(values)):
         raise ValueError("sigmas must be strictly descending")
     return values
 
@@ -31,34 +34,42 @@ def sigma_batch(sigma: float, x: Tensor) -> Tensor:
     return torch.full((x.shape[0],), sigma, dtype=torch.float64, device=x.device)
 
 
-def denoise(denoiser: Denoiser, x: Tensor, sigma: float, cond: Optional[Tensor]) -> Tensor:
+def denoise(denoiser: Denoiser, x: Tensor, sigma: float, cond: Tensor | None) -> Tensor:
     return denoiser(x, sigma_batch(sigma, x), cond).to(x.dtype)
 
 
-def report(callback: Optional[StepCallback], i: int, s: float, s_next: float, x: Tensor, d: Tensor) -> None:
+def report(
+    callback: StepCallback | None, i: int, s: float, s_next: float, x: Tensor, d: Tensor
+) -> None:
     if callback is not None:
         callback(StepInfo(i=i, sigma=s, sigma_next=s_next, x=x, denoised=d))
 
 
-def affine_step(x: Tensor, denoised: Tensor, ratio: float, sigma_up: float, noise: Optional[NoiseFn]) -> Tensor:
+def affine_step(
+    x: Tensor, denoised: Tensor, ratio: float, sigma_up: float, noise: NoiseFn | None
+) -> Tensor:
     """x' = D + ratio (x - D) + sigma_up z. With ratio = 0 and sigma_up = 0 returns D itself."""
     if ratio == 0.0 and sigma_up == 0.0:
         return denoised
     x = denoised + ratio * (x - denoised)
     if sigma_up > 0.0:
         if noise is None:
-            raise ValueError("this sampler step is stochastic: pass noise=PerSampleNoise(seed, indices)")
+            raise ValueError(
+                "this sampler step is stochastic: pass noise=PerSampleNoise(seed, indices)"
+            )
         x = x + sigma_up * noise(x)
     return x
 
 
-def require_noise(noise: Optional[NoiseFn], name: str) -> None:
+def require_noise(noise: NoiseFn | None, name: str) -> None:
     if noise is None:
-        raise ValueError(f"{name} is stochastic: pass noise=, e.g. PerSampleNoise(seed, indices, stream=1)")
+        raise ValueError(
+            f"{name} is stochastic: pass noise=, e.g. PerSampleNoise(seed, indices, stream=1)"
+        )
 
 
 def with_nfe(formula: Callable[[int], int]):
-    """Decorator recording the network evaluations of a solver for a grid of n steps as ``fn.nfe``."""
+    """Decorator storing ``fn.nfe = formula``: network evaluations on a grid of n steps."""
 
     def wrap(fn):
         fn.nfe = formula
@@ -74,7 +85,9 @@ def solver_nfe(solver: Callable, steps: int) -> int:
         fn = fn.func
     formula = getattr(fn, "nfe", None)
     if formula is None:
-        raise ValueError(f"{getattr(fn, '__name__', fn)!r} does not declare its NFE (use count_nfe)")
+        raise ValueError(
+            f"{getattr(fn, '__name__', fn)!r} does not declare its NFE (use count_nfe)"
+        )
     return int(formula(int(steps)))
 
 
@@ -85,11 +98,11 @@ class CountingDenoiser:
         self.denoiser = denoiser
         self.nfe = 0
 
-    def __call__(self, x: Tensor, sigma: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         self.nfe += 1
         return self.denoiser(x, sigma, cond)
 
 
 def count_nfe(denoiser: Denoiser) -> CountingDenoiser:
-    """``counted = count_nfe(D); sampler(counted, ...); counted.nfe`` -> number of denoiser calls."""
+    """``counted = count_nfe(D); sampler(counted, ...); counted.nfe`` = number of calls."""
     return CountingDenoiser(denoiser)

@@ -8,8 +8,8 @@ grid values stay Python floats (float64).
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -17,7 +17,7 @@ from torch import Tensor
 from diffusion_lab.samplers._common import affine_step, denoise, grid, report, with_nfe
 from diffusion_lab.types import Denoiser, NoiseFn, StepCallback
 
-__all__ = ["euler", "heun", "dpmpp_2m"]
+__all__ = ["dpmpp_2m", "euler", "heun"]
 
 
 @with_nfe(lambda n: n)
@@ -27,16 +27,16 @@ def euler(
     x: Tensor,
     sigmas: Tensor,
     *,
-    cond: Optional[Tensor] = None,
-    callback: Optional[StepCallback] = None,
-    noise: Optional[NoiseFn] = None,
+    cond: Tensor | None = None,
+    callback: StepCallback | None = None,
+    noise: NoiseFn | None = None,
 ) -> Tensor:
     """Euler on the PF-ODE = DDIM with eta = 0 (Song et al. 2021, eq. 12 in sigma space):
 
     x' = D + (s'/s)(x - D), D = D(x, s); the step to s' = 0 returns D. NFE = n.
     """
     levels = grid(sigmas)
-    for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
+    for i, (s, s_next) in enumerate(itertools.pairwise(levels)):
         d = denoise(denoiser, x, s, cond)
         report(callback, i, s, s_next, x, d)
         x = affine_step(x, d, s_next / s, 0.0, None)
@@ -50,9 +50,9 @@ def heun(
     x: Tensor,
     sigmas: Tensor,
     *,
-    cond: Optional[Tensor] = None,
-    callback: Optional[StepCallback] = None,
-    noise: Optional[NoiseFn] = None,
+    cond: Tensor | None = None,
+    callback: StepCallback | None = None,
+    noise: NoiseFn | None = None,
 ) -> Tensor:
     """Heun's 2nd-order method (Karras et al. 2022, Algorithm 1, deterministic):
 
@@ -60,7 +60,7 @@ def heun(
     x' = x + (s' - s)(d + d')/2; the step to s' = 0 is Euler (returns D). NFE = 2n - 1.
     """
     levels = grid(sigmas)
-    for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
+    for i, (s, s_next) in enumerate(itertools.pairwise(levels)):
         d = denoise(denoiser, x, s, cond)
         report(callback, i, s, s_next, x, d)
         x_euler = affine_step(x, d, s_next / s, 0.0, None)
@@ -81,19 +81,20 @@ def dpmpp_2m(
     x: Tensor,
     sigmas: Tensor,
     *,
-    cond: Optional[Tensor] = None,
-    callback: Optional[StepCallback] = None,
-    noise: Optional[NoiseFn] = None,
+    cond: Tensor | None = None,
+    callback: StepCallback | None = None,
+    noise: NoiseFn | None = None,
 ) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in lambda = -log sigma, data prediction:
 
     h = lambda' - lambda, x' = (s'/s) x - expm1(-h) D_i, with D_i = D on the first step and on the
-    step to s' = 0 (first order), else D_i = (1 + 1/(2r)) D - 1/(2r) D_prev, r = h_prev / h. NFE = n.
+    step to s' = 0 (first order), else D_i = (1 + 1/(2r)) D - 1/(2r) D_prev, r = h_prev / h.
+    NFE = n.
     """
     levels = grid(sigmas)
-    d_prev: Optional[Tensor] = None
+    d_prev: Tensor | None = None
     h_prev = 0.0
-    for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
+    for i, (s, s_next) in enumerate(itertools.pairwise(levels)):
         d = denoise(denoiser, x, s, cond)
         report(callback, i, s, s_next, x, d)
         if s_next == 0.0:

@@ -1,22 +1,31 @@
 """Stochastic samplers: DDIM with eta > 0 and DDPM ancestral sampling, written in sigma space.
 
 Every step is x' = D + c (x - D) + sigma_up z with z = noise(x); only (c, sigma_up) differ. The step
-to sigma' = 0 returns D (no noise). ``noise`` must be given (e.g. PerSampleNoise(seed, idx, stream=1))
+to sigma' = 0 returns D (no noise). ``noise`` must be given (e.g. PerSampleNoise(seed, idx, 1))
 whenever the sampler is stochastic: there is no global-RNG fallback.
 
 VP <-> sigma space: x_sigma = x_vp / sqrt(ab), ab = 1/(1 + sigma^2). For a step from s to s' (any
-grid, respaced or not) let ab = 1/(1+s^2), ab' = 1/(1+s'^2), beta' = 1 - ab/ab' = (s^2 - s'^2)/(1+s^2).
+grid, respaced or not) let ab = 1/(1+s^2), ab' = 1/(1+s'^2),
+beta' = 1 - ab/ab' = (s^2 - s'^2)/(1+s^2).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from diffusion_lab.samplers._common import affine_step, denoise, grid, report, require_noise, with_nfe
+from diffusion_lab.samplers._common import (
+    affine_step,
+    denoise,
+    grid,
+    report,
+    require_noise,
+    with_nfe,
+)
 from diffusion_lab.types import Denoiser, NoiseFn, StepCallback
 
 __all__ = ["ddim", "ddpm", "ddpm_large_variance"]
@@ -30,12 +39,12 @@ def _run(
     denoiser: Denoiser,
     x: Tensor,
     sigmas: Tensor,
-    cond: Optional[Tensor],
-    callback: Optional[StepCallback],
-    noise: Optional[NoiseFn],
+    cond: Tensor | None,
+    callback: StepCallback | None,
+    noise: NoiseFn | None,
 ) -> Tensor:
     levels = grid(sigmas)
-    for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
+    for i, (s, s_next) in enumerate(itertools.pairwise(levels)):
         d = denoise(denoiser, x, s, cond)
         report(callback, i, s, s_next, x, d)
         ratio, sigma_up = rule(s, s_next) if s_next > 0.0 else (0.0, 0.0)
@@ -60,9 +69,9 @@ def ddim(
     sigmas: Tensor,
     *,
     eta: float = 0.0,
-    cond: Optional[Tensor] = None,
-    callback: Optional[StepCallback] = None,
-    noise: Optional[NoiseFn] = None,
+    cond: Tensor | None = None,
+    callback: StepCallback | None = None,
+    noise: NoiseFn | None = None,
 ) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12) in sigma space.
 
@@ -71,7 +80,8 @@ def ddim(
     (1 - ab')/ab' = s'^2 and (1 - ab/ab')/(1 - ab) = (s^2 - s'^2)/s^2, so with eps = (x - D)/s
 
         x' = D + sigma_down (x - D)/s + sigma_up z,
-        sigma_up = eta sqrt(s'^2 (s^2 - s'^2)/s^2) = sig_t / sqrt(ab'),  sigma_down = sqrt(s'^2 - sigma_up^2).
+        sigma_up = eta sqrt(s'^2 (s^2 - s'^2)/s^2) = sig_t / sqrt(ab'),
+        sigma_down = sqrt(s'^2 - sigma_up^2).
 
     eta = 0 is :func:`euler` (same arithmetic, no noise drawn); eta = 1 is DDPM with the posterior
     variance beta~ (sigma_down = s'^2/s). ``noise`` is required when eta > 0. NFE = n.
@@ -110,14 +120,15 @@ def ddpm(
     x: Tensor,
     sigmas: Tensor,
     *,
-    cond: Optional[Tensor] = None,
-    callback: Optional[StepCallback] = None,
-    noise: Optional[NoiseFn] = None,
+    cond: Tensor | None = None,
+    callback: StepCallback | None = None,
+    noise: NoiseFn | None = None,
 ) -> Tensor:
     """DDPM ancestral sampling (Ho et al. 2020) with the posterior ("small") variance beta~:
 
     x' ~ q(x' | x, x0 = D): x' = D + (s'^2/s^2)(x - D) + s' sqrt(1 - s'^2/s^2) z.
-    Works on respaced grids (beta' = 1 - ab/ab'); the step to 0 returns D. ``noise`` required. NFE = n.
+    Works on respaced grids (beta' = 1 - ab/ab'); the step to 0 returns D. ``noise`` required.
+    NFE = n.
     """
     require_noise(noise, "ddpm")
     return _run(_ddpm_small_rule, denoiser, x, sigmas, cond, callback, noise)
@@ -130,11 +141,12 @@ def ddpm_large_variance(
     x: Tensor,
     sigmas: Tensor,
     *,
-    cond: Optional[Tensor] = None,
-    callback: Optional[StepCallback] = None,
-    noise: Optional[NoiseFn] = None,
+    cond: Tensor | None = None,
+    callback: StepCallback | None = None,
+    noise: NoiseFn | None = None,
 ) -> Tensor:
-    """DDPM ancestral sampling with the "large" variance beta' = 1 - ab/ab' (Ho et al. 2020, sigma_t^2 = beta_t):
+    """DDPM ancestral sampling with the "large" variance beta' = 1 - ab/ab' (Ho et al. 2020,
+    sigma_t^2 = beta_t):
 
     x' = D + (s'^2/s^2)(x - D) + sqrt((s^2 - s'^2)(1 + s'^2)/(1 + s^2)) z; the step to 0 returns D
     (no noise, although beta'_0 > 0). ``noise`` required. NFE = n.

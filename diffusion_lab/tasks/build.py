@@ -33,6 +33,8 @@ def build_module(cfg: DictConfig) -> DiffusionModule:
         label_dropout=cfg.guidance.label_dropout if cfg.data.num_classes > 0 else 0.0,
         num_classes=int(cfg.backbone.get("num_classes", 0) or 0),
         guidance_scale=cfg.guidance.scale,
+        # images live in [-1, 1]; point data has no such bound
+        clip_denoised=bool(cfg.module.get("clip_denoised", True)) and cfg.data.get("image_size") is not None,
     )
     module.run_config = config_to_dict(cfg)
     return module
@@ -65,8 +67,14 @@ def build_datamodule(cfg: DictConfig):
 
 
 def build_callbacks(cfg: DictConfig) -> list:
+    """The callbacks group's entries; progress bars are left out when the trainer disables them."""
     cbs = cfg.get("callbacks") or {}
-    return [instantiate(c, _convert_="all") for c in cbs.values() if c and "_target_" in c]
+    no_bar = cfg.trainer.get("enable_progress_bar") is False
+    return [
+        instantiate(c, _convert_="all")
+        for c in cbs.values()
+        if c and "_target_" in c and not (no_bar and "ProgressBar" in c._target_)
+    ]
 
 
 def build_logger(cfg: DictConfig):
