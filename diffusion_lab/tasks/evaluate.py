@@ -65,6 +65,56 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path) -> dict:
     )
     result[f"fid_classifier_w{w:g}"] = fid_from_stats(stats_from_images(features, x), real)
     result["fid_real_count"] = len(train)
-    save_grid(x, run_dir / f"eval_samples_w{w:g}.png", nrow=cfg.eval.samples_per_class,
+    if datamodule.val_set is not None:
+        # The floor to read the FID against: held-out real images vs the same training stats.
+        result["fid_classifier_val_vs_train"] = fid_from_stats(
+            stats_from_images(features, datamodule.val_set.x), real
+        )
+    per_class = min(10, cfg.eval.samples_per_class)
+    keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(module.num_classes)])
+    save_grid(x[keep], run_dir / f"eval_samples_w{w:g}.png", nrow=per_class,
               upscale=max(1, 32 // x.shape[-1]))
+    return result
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict:
+    """scripts/evaluate.py: rebuild the checkpoint's model and data, then evaluate_module."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
+    from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
+    from diffusion_lab.tasks.validate import validate_sampling
+
+    ckpt = load_checkpoint_file(cfg.ckpt)
+    module = module_from_checkpoint(ckpt).to(cfg.device)
+    validate_sampling(cfg, module.schedule.num_steps)
+    module.sampler = build_sampler(cfg)
+    train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
+    datamodule = instantiate(train_cfg.data.module, _convert_="all")
+    datamodule.setup("fit")
+    eval_cfg = OmegaConf.create(
+        {
+            "paths": {"cache_dir": cfg.paths.cache_dir},
+            "data": {"name": train_cfg.data.name},
+            "eval": {
+                "samples_per_class": cfg.samples_per_class,
+                "guidance_scale": cfg.guidance.scale,
+                "seed": cfg.seed,
+            },
+        }
+    )
+    run_dir = Path(cfg.paths.run_dir)
+    result = {
+        "checkpoint": str(cfg.ckpt),
+        "global_step": ckpt.get("global_step"),
+        "sampler": cfg.sampler.solver._target_,
+        "steps": cfg.sampler.steps,
+        "nfe_per_sample": module.sampler.nfe,
+        "guidance_scale": cfg.guidance.scale,
+        **evaluate_module(module, datamodule, eval_cfg, run_dir),
+    }
+    atomic_write_json(result, run_dir / "metrics.json")
+    for k, v in result.items():
+        print(f"{k}: {v}")
     return result

@@ -65,10 +65,10 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero and cfg.eval.enabled:
         from diffusion_lab.tasks.evaluate import evaluate_module
 
-        metrics.update(evaluate_module(module, datamodule, cfg, run_dir))
-        if logger:
-            logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()
-                                if isinstance(v, (int, float))}, step=trainer.global_step)
+        evaluation = evaluate_module(module, datamodule, cfg, run_dir)
+        metrics.update(evaluation)
+        if logger and evaluation:
+            logger.log_metrics({f"eval/{k}": v for k, v in evaluation.items()}, step=trainer.global_step)
     if trainer.is_global_zero:
         atomic_write_json(metrics, run_dir / "metrics.json")
         _print_summary(run_dir, metrics)
