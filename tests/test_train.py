@@ -157,3 +157,19 @@ def test_resume_continues_step_and_ema(make_cfg, tmp_path, monkeypatch):
         torch.testing.assert_close(v, saved["state_dict"][f"ema.{k}"], rtol=0, atol=0)
     assert int(recorder.ema["num_updates"]) == 2
     assert metrics["global_step"] == 6
+
+
+def test_multirun_sweep_writes_one_directory_per_job(tmp_path):
+    res = run_script(
+        "train.py", "-m", "schedule=linear,cosine", *BACKBONES["unet"], *FAST, "logger=none",
+        "trainer.max_steps=2", f"paths.output_root={tmp_path}", "name=sweep",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sweep,) = list((tmp_path / "sweep" / "multirun").iterdir())
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0", "1"]
+    for j in jobs:
+        assert json.loads((sweep / j / "metrics.json").read_text())["global_step"] == 2
+        assert (sweep / j / "checkpoints" / "last.ckpt").is_file()
+    targets = sorted((sweep / j / ".hydra" / "overrides.yaml").read_text() for j in jobs)
+    assert "schedule=cosine" in targets[0] and "schedule=linear" in targets[1]

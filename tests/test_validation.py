@@ -43,6 +43,10 @@ BAD_CONFIGS = [
         "image size 8 is not divisible by 16, the downsampling factor of a U-Net",
     ),
     (
+        ["backbone.attention_resolutions=[16]"],
+        "backbone.attention_resolutions has 16, but this U-Net's feature maps are [8, 4]",
+    ),
+    (
         ["experiment=digits_dit", "backbone.patch_size=3"],
         "image size 8 is not divisible by the DiT patch size 3",
     ),
@@ -83,7 +87,7 @@ def run_train(tmp_path, *overrides):
 # End to end through scripts/train.py: exit status and the one line the user reads.
 CLI_CASES = [
     (["sampler.steps=0"], 2, "error: sampler.steps must be >= 1, got 0"),
-    (["data=mnist"], 2, "error: mnist: missing"),
+    (["experiment=mnist"], 2, "error: MNIST: missing train-images-idx3-ubyte.gz"),
     (["ckpt_path=/nonexistent/last.ckpt"], 2, "error: checkpoint not found: /nonexistent/last.ckpt"),
     (["schedule=foo"], 1, "Could not find 'schedule/foo'"),
     (["trainer.max_stepz=3"], 1, "Could not override 'trainer.max_stepz'"),

@@ -41,6 +41,8 @@ class SampleGrid(L.Callback):
 
     @torch.no_grad()
     def make(self, trainer, module) -> None:
+        if not trainer.is_global_zero:  # one grid per run, written by rank 0
+            return
         step = trainer.global_step
         if module.num_classes > 0:
             labels = grid_labels(module.num_classes, self.samples_per_class)

@@ -70,6 +70,7 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path) -> dict:
         result["fid_classifier_val_vs_train"] = fid_from_stats(
             stats_from_images(features, datamodule.val_set.x), real
         )
+        result["fid_val_count"] = len(datamodule.val_set)
     per_class = min(10, cfg.eval.samples_per_class)
     keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(module.num_classes)])
     save_grid(x[keep], run_dir / f"eval_samples_w{w:g}.png", nrow=per_class,

@@ -104,6 +104,13 @@ def _check_backbone_shape(cfg: DictConfig) -> None:
                 f"image size {size} is not divisible by {factor}, the downsampling factor of a "
                 f"U-Net with channel_mult of length {len(mult)}"
             )
+        levels = [size // 2**i for i in range(len(mult))]
+        for res in _get(cfg, "backbone.attention_resolutions") or []:
+            if res not in levels:
+                raise ConfigError(
+                    f"backbone.attention_resolutions has {res}, but this U-Net's feature maps "
+                    f"are {levels} at image size {size}"
+                )
     elif target.endswith("DiT"):
         patch = _get(cfg, "backbone.patch_size")
         if not isinstance(patch, int) or patch < 1 or size % patch:
