@@ -54,7 +54,8 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path) -> dict:
         seed=cfg.eval.seed, batch_size=500, guidance_scale=cfg.eval.guidance_scale, use_ema=True,
     )
     w = cfg.eval.guidance_scale
-    result[f"sample_accuracy_w{w:g}"] = classifier_accuracy(clf, x, labels)
+    result["eval_guidance_scale"] = w
+    result["sample_accuracy"] = result[f"sample_accuracy_w{w:g}"] = classifier_accuracy(clf, x, labels)
     result["sample_count"] = len(x)
 
     features = ClassifierFeatures(clf)
@@ -63,7 +64,8 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path) -> dict:
     real = cached_reference_stats(
         cfg.paths.cache_dir, key, lambda: stats_from_images(features, train.x)
     )
-    result[f"fid_classifier_w{w:g}"] = fid_from_stats(stats_from_images(features, x), real)
+    fid = fid_from_stats(stats_from_images(features, x), real)
+    result["fid_classifier"] = result[f"fid_classifier_w{w:g}"] = fid
     result["fid_real_count"] = len(train)
     if datamodule.val_set is not None:
         # The floor to read the FID against: held-out real images vs the same training stats.
