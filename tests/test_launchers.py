@@ -58,7 +58,7 @@ def test_submitit_local_two_job_sweep(tmp_path):
         [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hydra/launcher=submitit_local",
          "hydra.launcher.timeout_min=10", "schedule=linear,cosine", *tiny,
          f"paths.output_root={tmp_path}", "name=sub"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     (sweep,) = list((tmp_path / "sub" / "multirun").iterdir())
@@ -82,7 +82,7 @@ def test_optuna_sweep_minimises_reported_fid(tmp_path):
     res = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train.py"), "hparams_search=digits_optuna", *tiny,
          f"paths.output_root={tmp_path}", "name=opt"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     (sweep,) = list((tmp_path / "opt" / "multirun").iterdir())

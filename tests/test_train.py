@@ -73,7 +73,7 @@ def run_script(script: str, *overrides: str, cwd: Path = ROOT) -> subprocess.Com
     env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *overrides],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
     )
 
 
@@ -173,3 +173,27 @@ def test_multirun_sweep_writes_one_directory_per_job(tmp_path):
         assert (sweep / j / "checkpoints" / "last.ckpt").is_file()
     targets = sorted((sweep / j / ".hydra" / "overrides.yaml").read_text() for j in jobs)
     assert "schedule=cosine" in targets[0] and "schedule=linear" in targets[1]
+
+
+def test_sampling_sweep_from_one_checkpoint(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    res = run_script(
+        "sample.py", "-m", f"ckpt={ckpt}", "sampler=ddim,dpmpp", "sampler.steps=2,3",
+        "guidance.scale=1,3", "samples_per_class=3", f"paths.output_root={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}", "name=sweep",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sweep,) = list((tmp_path / "sweep" / "multirun").iterdir())
+    summarize = run_script("summarize_sweep.py", str(sweep))
+    assert summarize.returncode == 0, summarize.stderr[-2000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    rows = [dict(zip(summary["columns"], r)) for r in summary["rows"]]
+    assert len(rows) == 8
+    assert {(r["sampler"], r["steps"], r["guidance_scale"]) for r in rows} == {
+        (s, n, w) for s in ("ddim", "dpmpp_2m") for n in (2, 3) for w in (1.0, 3.0)
+    }
+    for r in rows:
+        assert r["num_samples"] == 30 and np.isfinite(r["fid_classifier"])
+        assert 0.0 <= r["sample_accuracy"] <= 1.0
+        assert r["nfe_per_sample"] == r["steps"]
+    assert (sweep / "fid_vs_nfe.png").is_file() and (sweep / "fid_vs_w.png").is_file()

@@ -11,8 +11,18 @@ loaded while the config is composed; the datamodule calls it in ``prepare_data``
 
 Batches are ``(x, y)`` tuples fetched with one tensor index each (see ``arrays.py``).
 ``batch_size`` is **per device**: under DDP with W processes one optimiser step sees
-``W * batch_size`` samples. The loaders are plain ``torch.utils.data.DataLoader`` objects so
-Lightning can swap in a ``DistributedSampler``.
+``W * batch_size`` samples.
+
+Resumable data order: the training order of epoch ``e`` is a fixed function of ``(seed, e)``
+(:class:`ResumableSampler`, a ``DistributedSampler`` that also serves the single-process case,
+so Lightning keeps it under DDP instead of injecting its own), and the training loader
+(:class:`ResumableLoader`) counts the batches it has handed out this epoch. Lightning stores
+that count in checkpoints (its stateful-dataloader protocol, ``state_dict`` /
+``load_state_dict``); on resume the loader skips those batches (by index, without loading
+them), so a resumed run sees exactly the batches the uninterrupted run would have seen. Under
+DDP each rank skips its own shard's batches; resuming needs the same number of processes and
+the same ``batch_size`` (otherwise the shards differ and a warning says the order restarts at
+the epoch's beginning).
 
 Loading under DDP: Lightning runs ``prepare_data`` on local rank 0 first (which downloads when
 the source has ``download=True`` and keeps the loaded set to avoid loading twice), then
@@ -21,16 +31,79 @@ the source has ``download=True`` and keeps the loaded set to avoid loading twice
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from diffusion_lab.data.arrays import ArrayDataset, passthrough_collate
 
 DatasetSource = ArrayDataset | Callable[[], ArrayDataset]
+log = logging.getLogger(__name__)
+
+
+class ResumableSampler(DistributedSampler):
+    """This rank's share of a permutation fixed by ``(seed, epoch)``.
+
+    ``start = n`` makes the next pass begin at this rank's ``n``-th index (once).
+    """
+
+    def __init__(self, dataset, *, seed: int, num_replicas: int = 1, rank: int = 0,
+                 drop_last: bool = True) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True,
+                         seed=seed, drop_last=drop_last)
+        self.start = 0
+
+    def __iter__(self) -> Iterator[int]:
+        start, self.start = self.start, 0
+        return itertools.islice(super().__iter__(), start, None)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a :class:`ResumableSampler` that knows its position in the epoch."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed = self.sampler.seed
+        self.batches_this_epoch = 0
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches already seen)
+
+    def __iter__(self):
+        # A generator: this runs at the first batch, after Lightning's set_epoch.
+        start = 0
+        if self._resume_at is not None:
+            (epoch, start), self._resume_at = self._resume_at, None
+            if epoch != self.sampler.epoch:
+                log.warning("data order: saved position is in epoch %d but training resumes in "
+                            "epoch %d; it starts at the epoch's beginning", epoch, self.sampler.epoch)
+                start = 0
+        self.batches_this_epoch = start
+        self.sampler.start = start * self.batch_size
+        if self.generator is not None:  # worker seeds: a function of (seed, epoch) as well
+            self.generator.manual_seed(self.seed + self.sampler.epoch)
+        for batch in super().__iter__():
+            self.batches_this_epoch += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.sampler.epoch, "batches": self.batches_this_epoch,
+                "batch_size": self.batch_size, "num_replicas": self.sampler.num_replicas}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (state["batch_size"], state["num_replicas"]) != (self.batch_size, self.sampler.num_replicas):
+            log.warning(
+                "data order: checkpoint was written with batch_size=%s on %s process(es), this "
+                "run uses %s on %s; the interrupted epoch restarts from its beginning",
+                state["batch_size"], state["num_replicas"], self.batch_size,
+                self.sampler.num_replicas,
+            )
+            return
+        self._resume_at = (state["epoch"], state["batches"])
 
 
 class DiffusionDataModule(LightningDataModule):
@@ -44,7 +117,7 @@ class DiffusionDataModule(LightningDataModule):
             one sample is held out.
         num_workers: DataLoader worker processes; 0 is best for in-memory tensors.
         seed: fixes the train/val split (identical in every run with the same seed and data)
-            and seeds the shuffling generator of the training loader.
+            and the training order of every epoch.
         drop_last: drop the last incomplete training batch.
     """
 
@@ -139,25 +212,28 @@ class DiffusionDataModule(LightningDataModule):
         return self._load().class_names
 
     # -- loaders -----------------------------------------------------------------------------
-    def _loader(self, data: ArrayDataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            collate_fn=passthrough_collate,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+    def _loader_kwargs(self, drop_last: bool) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "drop_last": drop_last,
+            "collate_fn": passthrough_collate,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            # the loader's own generator seeds workers: the global random stream is not touched
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, drop_last=self.drop_last)
+    def train_dataloader(self) -> ResumableLoader:
+        trainer = getattr(self, "trainer", None)
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = ResumableSampler(self.train_set, seed=self.seed, num_replicas=replicas,
+                                   rank=rank, drop_last=self.drop_last)
+        return ResumableLoader(self.train_set, sampler=sampler, **self._loader_kwargs(self.drop_last))
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
-        return self._loader(self.val_set, shuffle=False, drop_last=False)
+        return DataLoader(self.val_set, shuffle=False, **self._loader_kwargs(drop_last=False))
 
     def real_batch(self, n: int, split: str = "val", seed: int = 0) -> Tensor:
         """``n`` distinct real images ``(n, *shape)`` drawn without replacement from a split.

@@ -5,12 +5,15 @@ Training step (DDPM Algorithm 1 with classifier-free label dropout):
     c = null with probability p_drop, loss = w(snr_t) ||target - f(x_t, t, c)||^2.
 Sampling always uses the EMA weights through the sigma-space denoiser
 D(x, sigma, cond) and the core samplers.
+
+A step with a non-finite loss or gradients is skipped (weights and EMA unchanged) and counted
+as ``train/skipped_nonfinite``; see ``nonfinite.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 import lightning as L
 import torch
@@ -18,10 +21,13 @@ from torch import nn
 
 from diffusion_lab.guidance import classifier_free, drop_labels
 from diffusion_lab.lit.ema import EMA
+from diffusion_lab.lit.nonfinite import NonFiniteGuard, grads_finite
 from diffusion_lab.objectives import DenoisingObjective
 from diffusion_lab.precond import VPDenoiser, clip_denoised
 from diffusion_lab.sampling import SamplerSpec
 from diffusion_lab.schedules import NoiseSchedule
+
+DEFAULT_OPTIMIZER = partial(torch.optim.AdamW, lr=2e-4)
 
 
 def warmup_lambda(step: int, warmup_steps: int) -> float:
@@ -39,7 +45,7 @@ class DiffusionModule(L.LightningModule):
         prediction,
         weighting,
         sampler: SamplerSpec,
-        optimizer: Callable[..., torch.optim.Optimizer] = partial(torch.optim.AdamW, lr=2e-4),
+        optimizer: Callable[..., torch.optim.Optimizer] = DEFAULT_OPTIMIZER,
         warmup_steps: int = 0,
         ema_decay: float = 0.999,
         ema_warmup: bool = True,
@@ -47,6 +53,7 @@ class DiffusionModule(L.LightningModule):
         num_classes: int = 0,
         guidance_scale: float = 1.0,
         clip_denoised: bool = True,
+        max_consecutive_nonfinite: int = 20,
     ):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
@@ -64,6 +71,9 @@ class DiffusionModule(L.LightningModule):
         self.guidance_scale = guidance_scale
         self.clip_denoised = clip_denoised
         self._val_generator_seed = 1234
+        self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
+        self._loss_finite = True  # all micro-batches of the current optimizer step
+        self._skip_step = False
         # The resolved run config (plain dict), stored in checkpoints so a checkpoint
         # alone rebuilds its model for sampling; set by the task that builds the module.
         self.run_config: dict | None = None
@@ -71,6 +81,16 @@ class DiffusionModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
             checkpoint["diffusion_lab_config"] = self.run_config
+        checkpoint["diffusion_lab_model"] = self.model_facts()
+        checkpoint["nonfinite"] = self.nonfinite.state_dict()
+        # The W&B run id, so a resumed run continues this one. (After a ddp_spawn run the
+        # main process saves with the module detached from its trainer.)
+        for logger in self._trainer.loggers if self._trainer is not None else []:
+            if type(logger).__name__ == "WandbLogger":
+                checkpoint["wandb_run_id"] = logger.version
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
 
     # ------------------------------------------------------------------ training
     def _cond(self, y: torch.Tensor) -> torch.Tensor | None:
@@ -84,13 +104,27 @@ class DiffusionModule(L.LightningModule):
         out = self.objective(self.backbone, x0, cond)
         self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=False)
         self._last_per_sample = (out.per_sample_loss.detach(), out.t.detach())
+        self._loss_finite = self._loss_finite and bool(torch.isfinite(out.loss))
         return out.loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Gradients are complete here (accumulated, DDP-averaged, AMP-unscaled), not yet clipped.
+        finite = self._loss_finite and grads_finite(self.backbone.parameters())
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        self._loss_finite = True
+        self._skip_step = not self.nonfinite.check(finite, self.global_step)
+        if self._skip_step:
+            optimizer.zero_grad(set_to_none=True)  # the optimizer leaves grad-less weights alone
+        self.log("train/skipped_nonfinite", float(self.nonfinite.skipped), on_step=True, on_epoch=False)
 
     def optimizer_step(self, *args, **kwargs):
         # EMA right after the weights change, before any callback (checkpointing included)
-        # sees the step: a checkpoint at global step k always holds k EMA updates.
+        # sees the step: a checkpoint at global step k always holds the EMA of step k.
         super().optimizer_step(*args, **kwargs)
-        self.ema.update(self.backbone)
+        if not self._skip_step:
+            self.ema.update(self.backbone)
+        self._skip_step = False
 
     def validation_step(self, batch, batch_idx):
         x0, y = batch
@@ -166,6 +200,11 @@ class DiffusionModule(L.LightningModule):
         if getattr(bb, "image_size", None) is not None:
             return (bb.in_channels, bb.image_size, bb.image_size)
         return (bb.dim,)
+
+    def model_facts(self) -> dict:
+        """What a checkpoint must agree on to load into this model (stored in checkpoints)."""
+        return {"backbone": type(self.backbone).__name__, "sample_shape": list(self.sample_shape),
+                "num_classes": self.num_classes}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.backbone.parameters())

@@ -1,14 +1,37 @@
-"""The one place that knows how each experiment logger takes images, tables and curves.
+"""The one place that knows how each experiment logger takes images, tables, charts and scalars.
 
-Callbacks call these helpers with a Lightning trainer; whatever logger is attached
-(W&B, TensorBoard, CSV, none) gets what it can show, and the PNG is always written
-into the run directory as well.
+Callbacks call these helpers with a Lightning trainer; whatever logger is attached (W&B,
+TensorBoard, CSV, none) gets what it can show, and the run directory always gets a copy:
+
+    <run_dir>/media/<key>/step<N>.png       images and rendered charts (key "a/b" -> "a_b")
+    <run_dir>/media/<key>/step<N>.json      the data behind a chart
+    <run_dir>/media/<key>_step<N>.json      tables
+    <run_dir>/media/scalars.jsonl           every scalar dict logged here, one JSON line each
+
+What each logger receives:
+
+=========== ============================ ============================== ====================
+helper      W&B                          TensorBoard                    CSV
+=========== ============================ ============================== ====================
+log_image   ``wandb.Image`` with caption ``add_image``                  (PNG file only)
+log_table   ``wandb.Table``              ``add_text`` (pipe table)      (JSON file only)
+log_line    ``wandb.plot.line`` /        ``add_image`` of the plot      (PNG + JSON only)
+            ``line_series`` chart
+log_bar     ``wandb.plot.bar`` chart     ``add_image`` of the plot      (PNG + JSON only)
+log_scalars ``log_metrics``              ``log_metrics`` (scalars)      ``log_metrics``
+=========== ============================ ============================== ====================
+
+W&B entries go through Lightning's ``WandbLogger.log_metrics``, which adds
+``trainer/global_step`` instead of passing ``step=`` to ``wandb.log``: W&B's own step counter
+then never runs ahead of the value we would pass, so nothing is dropped as "out of order".
+Only global rank 0 writes files or talks to a logger; the other ranks get ``None`` back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,44 +42,173 @@ def run_dir(trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
+def media_path(trainer, key: str, step: int, suffix: str) -> Path:
+    """<run_dir>/media/<key with / -> _>/step<step:07d><suffix>."""
+    return run_dir(trainer) / "media" / key.replace("/", "_") / f"step{step:07d}{suffix}"
+
+
 def _loggers(trainer):
     return list(getattr(trainer, "loggers", []) or [])
 
 
-def log_image(trainer, key: str, image: np.ndarray, step: int, caption: str = "") -> Path:
-    """Write ``image`` (uint8 H x W x C) to <run_dir>/media/<key>/step<step>.png and log it."""
-    from diffusion_lab.utils.images import save_png
+def _is_rank_zero(trainer) -> bool:
+    return getattr(trainer, "global_rank", 0) == 0
 
-    path = save_png(image, run_dir(trainer) / "media" / key.replace("/", "_") / f"step{step:07d}.png")
-    if trainer.global_rank != 0:
-        return path
-    for logger in _loggers(trainer):
-        name = type(logger).__name__
-        if name == "WandbLogger":
-            import wandb
 
-            logger.experiment.log({key: wandb.Image(str(path), caption=caption)}, step=step)
-        elif name == "TensorBoardLogger":
-            logger.experiment.add_image(key, image, step, dataformats="HWC")
+def _kind(logger) -> str:
+    return {"WandbLogger": "wandb", "TensorBoardLogger": "tensorboard"}.get(
+        type(logger).__name__, "other"
+    )
+
+
+def _write_json(obj, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    os.replace(tmp, path)
     return path
 
 
-def log_table(trainer, key: str, columns: list[str], rows: list[list], step: int) -> Path:
-    """A small table: W&B Table, TensorBoard text, and <run_dir>/media/<key>.json always."""
-    path = run_dir(trainer) / "media" / f"{key.replace('/', '_')}_step{step:07d}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"columns": columns, "rows": rows}, indent=1))
-    os.replace(tmp, path)
-    if trainer.global_rank != 0:
-        return path
+def _json_default(value):
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def _send_image(trainer, key: str, image: np.ndarray, step: int, wandb_value) -> None:
+    """W&B gets ``wandb_value()`` (built only when a W&B logger is attached), TensorBoard the
+    image itself."""
     for logger in _loggers(trainer):
-        name = type(logger).__name__
-        if name == "WandbLogger":
+        kind = _kind(logger)
+        if kind == "wandb":
+            logger.log_metrics({key: wandb_value()}, step=step)
+        elif kind == "tensorboard":
+            logger.experiment.add_image(key, image, step, dataformats="HWC")
+
+
+def log_image(trainer, key: str, image: np.ndarray, step: int, caption: str = "") -> Path | None:
+    """Write ``image`` (uint8 H x W x C) to <run_dir>/media/<key>/step<step>.png and log it."""
+    from diffusion_lab.utils.images import save_png
+
+    if not _is_rank_zero(trainer):
+        return None
+    path = save_png(image, media_path(trainer, key, step, ".png"))
+
+    def value():
+        import wandb
+
+        return wandb.Image(str(path), caption=caption)
+
+    _send_image(trainer, key, image, step, value)
+    return path
+
+
+def log_table(trainer, key: str, columns: list[str], rows: list[list], step: int) -> Path | None:
+    """A small table: W&B Table, TensorBoard text, and <run_dir>/media/<key>_step<N>.json."""
+    if not _is_rank_zero(trainer):
+        return None
+    path = run_dir(trainer) / "media" / f"{key.replace('/', '_')}_step{step:07d}.json"
+    _write_json({"columns": columns, "rows": rows}, path)
+    for logger in _loggers(trainer):
+        kind = _kind(logger)
+        if kind == "wandb":
             import wandb
 
-            logger.experiment.log({key: wandb.Table(columns=columns, data=rows)}, step=step)
-        elif name == "TensorBoardLogger":
+            logger.log_metrics({key: wandb.Table(columns=columns, data=rows)}, step=step)
+        elif kind == "tensorboard":
             text = " | ".join(columns) + "\n" + "\n".join(" | ".join(map(str, r)) for r in rows)
             logger.experiment.add_text(key, text, step)
+    return path
+
+
+def log_scalars(trainer, metrics: dict[str, float], step: int) -> None:
+    """Scalars to every logger (``log_metrics``) and a line of <run_dir>/media/scalars.jsonl."""
+    if not _is_rank_zero(trainer) or not metrics:
+        return
+    metrics = {k: float(v) for k, v in metrics.items()}
+    path = run_dir(trainer) / "media" / "scalars.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    for logger in _loggers(trainer):
+        logger.log_metrics(metrics, step=step)
+
+
+def log_line(
+    trainer,
+    key: str,
+    xs: Sequence[float],
+    series: dict[str, Sequence[float]],
+    step: int,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+) -> Path | None:
+    """A line chart of ``series`` (name -> ys) over ``xs``: PNG + JSON in the run directory,
+    a native W&B line chart (one series: ``wandb.plot.line`` over a (xlabel, ylabel) table;
+    several: ``wandb.plot.line_series``), the rendered PNG for TensorBoard."""
+    from diffusion_lab.utils.images import save_png
+    from diffusion_lab.utils.plots import line_plot_png
+
+    if not _is_rank_zero(trainer):
+        return None
+    xs = [float(x) for x in xs]
+    series = {name: [float(y) for y in ys] for name, ys in series.items()}
+    image = line_plot_png(xs, series, xlabel, ylabel, title)
+    path = save_png(image, media_path(trainer, key, step, ".png"))
+    _write_json({"x": xs, "series": series, "xlabel": xlabel, "ylabel": ylabel, "title": title},
+                media_path(trainer, key, step, ".json"))
+
+    def chart():
+        import wandb
+
+        if len(series) == 1:
+            (ys,) = series.values()
+            table = wandb.Table(columns=[xlabel, ylabel], data=[list(p) for p in zip(xs, ys)])
+            return wandb.plot.line(table, xlabel, ylabel, title=title)
+        return wandb.plot.line_series(xs, list(series.values()), keys=list(series), title=title,
+                                      xname=xlabel)
+
+    _send_image(trainer, key, image, step, chart)
+    return path
+
+
+def log_bar(
+    trainer,
+    key: str,
+    labels: Sequence[str],
+    values: Sequence[float],
+    step: int,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    reference: Sequence[float] | None = None,
+    reference_label: str = "reference",
+) -> Path | None:
+    """A bar chart (one bar per label): PNG + JSON in the run directory, a native W&B bar
+    chart (``wandb.plot.bar`` over a (xlabel, ylabel) table), the PNG for TensorBoard."""
+    from diffusion_lab.utils.images import save_png
+    from diffusion_lab.utils.plots import bar_plot_png
+
+    if not _is_rank_zero(trainer):
+        return None
+    labels = [str(x) for x in labels]
+    values = [float(v) for v in values]
+    image = bar_plot_png(labels, values, xlabel, ylabel, title, reference, reference_label)
+    path = save_png(image, media_path(trainer, key, step, ".png"))
+    data = {"labels": labels, "values": values, "xlabel": xlabel, "ylabel": ylabel,
+            "title": title}
+    if reference is not None:
+        data[reference_label] = [float(r) for r in reference]
+    _write_json(data, media_path(trainer, key, step, ".json"))
+
+    def chart():
+        import wandb
+
+        table = wandb.Table(columns=[xlabel, ylabel], data=[list(p) for p in zip(labels, values)])
+        return wandb.plot.bar(table, xlabel, ylabel, title=title)
+
+    _send_image(trainer, key, image, step, chart)
     return path

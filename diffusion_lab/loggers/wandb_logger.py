@@ -26,12 +26,17 @@ def wandb_logger(
     entity: str | None = None,
     tags: list[str] | None = None,
     offline: bool | None = None,
+    resume_id: str | None = None,
     **kwargs,
 ):
     """Build Lightning's WandbLogger; ``offline=None`` means offline unless logged in.
 
     WANDB_MODE=offline/online in the environment wins over the automatic choice.
+    ``resume_id``: the run id stored in the checkpoint a run resumes from; the W&B run then
+    continues that run (``resume="allow"``: a fresh run with that id if it never synced).
     """
+    if resume_id:
+        kwargs.update(id=resume_id, resume="allow")
     from lightning.pytorch.loggers import WandbLogger
 
     mode = os.environ.get("WANDB_MODE")

@@ -196,3 +196,12 @@ def classifier_score(model: nn.Module, x: Tensor, eps: float = 1e-12) -> dict[st
     p_y = p.mean(dim=0, keepdim=True)
     kl = (p * ((p + eps).log() - (p_y + eps).log())).sum(dim=1)
     return {"is_like": float(kl.mean().exp()), "num_samples": int(x.shape[0])}
+
+
+def data_classifier(datamodule, cache_dir: str | os.PathLike, name: str):
+    """The project's classifier for this dataset's training split (trained once, cached)."""
+    train = datamodule.train_set
+    size = train.shape[-1]
+    return load_or_train_classifier(
+        train.x, train.y, datamodule.num_classes, cache_dir, key=f"{name}-{size}px"
+    )

@@ -9,6 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lab.lit.module import DiffusionModule
+from diffusion_lab.lit.nonfinite import first_nonfinite
+from diffusion_lab.tasks.io import CheckpointError
 from diffusion_lab.tasks.validate import ConfigError
 
 
@@ -35,6 +37,7 @@ def build_module(cfg: DictConfig) -> DiffusionModule:
         guidance_scale=cfg.guidance.scale,
         # images live in [-1, 1]; point data has no such bound
         clip_denoised=bool(cfg.module.get("clip_denoised", True)) and cfg.data.get("image_size") is not None,
+        max_consecutive_nonfinite=int(cfg.module.get("max_consecutive_nonfinite", 20)),
     )
     module.run_config = config_to_dict(cfg)
     return module
@@ -67,19 +70,25 @@ def build_datamodule(cfg: DictConfig):
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    """The callbacks group's entries; progress bars are left out when the trainer disables them."""
+    """The callbacks group's entries; progress bars are left out when the trainer disables
+    them, and the learning-rate monitor when there is no logger to write to."""
     cbs = cfg.get("callbacks") or {}
     no_bar = cfg.trainer.get("enable_progress_bar") is False
-    return [
-        instantiate(c, _convert_="all")
-        for c in cbs.values()
-        if c and "_target_" in c and not (no_bar and "ProgressBar" in c._target_)
-    ]
+    no_logger = not cfg.get("logger") or "_target_" not in cfg.logger
+
+    def wanted(c) -> bool:
+        target = c._target_
+        return not (no_bar and "ProgressBar" in target) and not (no_logger and "LearningRateMonitor" in target)
+
+    return [instantiate(c, _convert_="all") for c in cbs.values() if c and "_target_" in c and wanted(c)]
 
 
-def build_logger(cfg: DictConfig):
+def build_logger(cfg: DictConfig, wandb_run_id: str | None = None):
+    """The logger, or False; a W&B logger continues ``wandb_run_id`` when one is given."""
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return False
+    if wandb_run_id and cfg.logger._target_.endswith("wandb_logger"):
+        return instantiate(cfg.logger, _convert_="all", resume_id=wandb_run_id)
     return instantiate(cfg.logger, _convert_="all")
 
 
@@ -88,17 +97,61 @@ def config_to_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
-def module_from_checkpoint(ckpt: dict, map_location="cpu") -> DiffusionModule:
-    """Rebuild the module a checkpoint was trained with and load its weights."""
+def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint") -> DiffusionModule:
+    """Rebuild the module a checkpoint was trained with and load its weights.
+
+    Raises CheckpointError, one line naming the mismatch, when the weights do not fit the
+    model the stored config builds, or hold NaN/inf.
+    """
     run_config = ckpt.get("diffusion_lab_config")
-    if run_config is None:
-        raise ConfigError("checkpoint has no diffusion_lab_config: not written by diffusion-lab")
-    cfg = OmegaConf.create(run_config)
-    module = build_module(cfg)
-    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise ConfigError(
-            f"checkpoint weights do not fit the model built from its config "
-            f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
-        )
+    if run_config is None or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} has no diffusion_lab_config: not written by diffusion-lab")
+    try:
+        module = build_module(OmegaConf.create(run_config))
+    except Exception as e:  # Hydra wraps the constructor's own error
+        cause = e.__cause__ or e
+        raise CheckpointError(
+            f"{path}: cannot rebuild the model from the config stored in it "
+            f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+        ) from e
+    check_checkpoint_fits(module, ckpt, path, "the config stored in it")
+    bad = first_nonfinite(ckpt["state_dict"])
+    if bad is not None:
+        raise CheckpointError(f"{path} holds non-finite weights: {bad[0]} has {bad[1]} NaN/inf values")
+    module.load_state_dict(ckpt["state_dict"])
     return module.to(map_location).eval() if isinstance(map_location, (str, torch.device)) else module
+
+
+_FACTS = {  # what DiffusionModule.model_facts() records, as a user reads it
+    "backbone": lambda v: f"backbone {v}",
+    "sample_shape": lambda v: f"data of shape {'x'.join(map(str, v))}",
+    "num_classes": lambda v: f"{v} classes",
+}
+
+
+def _plain(v):
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
+def check_checkpoint_fits(module: DiffusionModule, ckpt: dict, path, built_from: str) -> None:
+    """Raise CheckpointError when ``ckpt`` cannot be loaded into ``module`` (built from ``built_from``)."""
+    saved, mine = ckpt.get("diffusion_lab_model") or {}, module.model_facts()
+    for key, say in _FACTS.items():
+        if key in saved and _plain(saved[key]) != _plain(mine[key]):
+            raise CheckpointError(
+                f"{path} was trained on {say(saved[key])}, but {built_from} builds a model "
+                f"for {say(mine[key])}"
+            )
+    own, theirs = module.state_dict(), ckpt["state_dict"]
+    for key, value in theirs.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{path} does not fit the model {built_from} builds (a different backbone shape): "
+                f"{key} is {list(value.shape)} in the checkpoint, {list(own[key].shape)} in the model"
+            )
+    missing, unexpected = sorted(set(own) - set(theirs)), sorted(set(theirs) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit the model {built_from} builds (a different backbone): "
+            f"missing {len(missing)} weights {missing[:2]}, unexpected {len(unexpected)} {unexpected[:2]}"
+        )

@@ -1,23 +1,44 @@
-"""Turn user errors into one readable line and a non-zero exit."""
+"""Turn expected failures into one readable line on stderr and a distinct exit status.
+
+=====  ===================================================================================
+  2    bad input: config, data, checkpoint (``error: ...``), before anything is trained
+  3    training diverged: too many non-finite steps, or NaN weights refused (``error: ...``)
+ 75    pre-empted by SIGTERM/SIGUSR1 after saving a checkpoint (``preempted: ...``); 75 is
+       EX_TEMPFAIL, "try again": requeue the job with ``resume=auto``
+=====  ===================================================================================
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 
+from diffusion_lab.lit.nonfinite import NonFiniteError
+from diffusion_lab.lit.signals import Preempted
 from diffusion_lab.tasks.io import CheckpointError
 from diffusion_lab.tasks.validate import ConfigError
 
 # FileNotFoundError covers missing datasets (the data layer's DatasetNotFoundError).
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_PREEMPTED = 2, 3, 75
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 @contextlib.contextmanager
-def exit_on_user_error(code: int = 2):
-    """Print ``error: <message>`` to stderr and exit with ``code`` for a user error."""
+def exit_on_user_error(code: int = EXIT_USER_ERROR):
+    """Print ``error: <message>`` (or ``preempted: ...``) to stderr and exit with its status."""
     try:
         yield
     except USER_ERRORS as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {_first_line(e)}", file=sys.stderr)
         raise SystemExit(code) from None
+    except NonFiniteError as e:
+        print(f"error: {_first_line(e)}", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED) from None
+    except Preempted as e:
+        print(f"preempted: {_first_line(e)}", file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED) from None

@@ -17,8 +17,9 @@ import torch
 from omegaconf import DictConfig
 
 from diffusion_lab.callbacks.sample_grid import grid_labels
+from diffusion_lab.lit.generate import generate
 from diffusion_lab.metrics.cache import cached_reference_stats, reference_stats_key
-from diffusion_lab.metrics.classifier import classifier_accuracy, load_or_train_classifier
+from diffusion_lab.metrics.classifier import classifier_accuracy, data_classifier
 from diffusion_lab.metrics.features import ClassifierFeatures, state_digest
 from diffusion_lab.metrics.fid import fid_from_stats, stats_from_images
 from diffusion_lab.utils.images import save_grid
@@ -26,53 +27,68 @@ from diffusion_lab.utils.images import save_grid
 log = logging.getLogger(__name__)
 
 
-def data_classifier(datamodule, cache_dir: str | Path, name: str):
-    """The project's classifier for this dataset's training split (trained once, cached)."""
-    train = datamodule.train_set
-    size = train.shape[-1]
-    return load_or_train_classifier(
-        train.x, train.y, datamodule.num_classes, cache_dir, key=f"{name}-{size}px"
-    )
+class SampleJudge:
+    """Scores generated images against a labelled image dataset with the project's classifier.
+
+    accuracy = fraction of samples the classifier assigns to the class they were generated for;
+    FID is computed in the classifier's feature space against cached training-set statistics.
+    """
+
+    def __init__(self, datamodule, cache_dir: str | Path, name: str):
+        self.classifier = data_classifier(datamodule, cache_dir, name)
+        self.features = ClassifierFeatures(self.classifier)
+        train = datamodule.train_set
+        key = reference_stats_key(name, train.shape[-1], f"classifier-{state_digest(self.classifier)}")
+        self.real = cached_reference_stats(
+            cache_dir, key, lambda: stats_from_images(self.features, train.x)
+        )
+        self.real_count = len(train)
+        self.val = datamodule.val_set
+
+    def reference(self) -> dict:
+        """The judge's own reliability and the FID floor of held-out real images."""
+        if self.val is None:
+            return {}
+        return {
+            "classifier_val_accuracy": classifier_accuracy(self.classifier, self.val.x, self.val.y),
+            "classifier_val_count": len(self.val),
+            "fid_classifier_val_vs_train": self.fid(self.val.x),
+            "fid_val_count": len(self.val),
+        }
+
+    def fid(self, x: torch.Tensor) -> float:
+        return fid_from_stats(stats_from_images(self.features, x), self.real)
+
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor, guidance_scale: float) -> dict:
+        w = guidance_scale
+        acc, fid = classifier_accuracy(self.classifier, x, labels), self.fid(x)
+        return {
+            "eval_guidance_scale": w,
+            "sample_accuracy": acc,
+            f"sample_accuracy_w{w:g}": acc,
+            "sample_count": len(x),
+            "fid_classifier": fid,
+            f"fid_classifier_w{w:g}": fid,
+            "fid_real_count": self.real_count,
+        }
+
+
+def is_labelled_image_data(module, datamodule) -> bool:
+    return module.num_classes > 0 and len(datamodule.shape) == 3
 
 
 def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path) -> dict:
     """Accuracy and FID of class-conditional samples; {} for unlabelled or non-image data."""
-    from diffusion_lab.tasks.sample import generate
-
-    if module.num_classes == 0 or len(datamodule.shape) != 3:
+    if not is_labelled_image_data(module, datamodule):
         return {}
-    clf = data_classifier(datamodule, cfg.paths.cache_dir, cfg.data.name)
-    result = {}
-    if datamodule.val_set is not None:
-        val = datamodule.val_set
-        result["classifier_val_accuracy"] = classifier_accuracy(clf, val.x, val.y)
-        result["classifier_val_count"] = len(val)
-
+    judge = SampleJudge(datamodule, cfg.paths.cache_dir, cfg.data.name)
     labels = grid_labels(module.num_classes, cfg.eval.samples_per_class)
+    w = cfg.eval.guidance_scale
     x = generate(
         module, module.sampler, labels=labels, num_samples=len(labels),
-        seed=cfg.eval.seed, batch_size=500, guidance_scale=cfg.eval.guidance_scale, use_ema=True,
+        seed=cfg.eval.seed, batch_size=500, guidance_scale=w, use_ema=True,
     )
-    w = cfg.eval.guidance_scale
-    result["eval_guidance_scale"] = w
-    result["sample_accuracy"] = result[f"sample_accuracy_w{w:g}"] = classifier_accuracy(clf, x, labels)
-    result["sample_count"] = len(x)
-
-    features = ClassifierFeatures(clf)
-    train = datamodule.train_set
-    key = reference_stats_key(cfg.data.name, train.shape[-1], f"classifier-{state_digest(clf)}")
-    real = cached_reference_stats(
-        cfg.paths.cache_dir, key, lambda: stats_from_images(features, train.x)
-    )
-    fid = fid_from_stats(stats_from_images(features, x), real)
-    result["fid_classifier"] = result[f"fid_classifier_w{w:g}"] = fid
-    result["fid_real_count"] = len(train)
-    if datamodule.val_set is not None:
-        # The floor to read the FID against: held-out real images vs the same training stats.
-        result["fid_classifier_val_vs_train"] = fid_from_stats(
-            stats_from_images(features, datamodule.val_set.x), real
-        )
-        result["fid_val_count"] = len(datamodule.val_set)
+    result = {**judge.reference(), **judge(x, labels, w)}
     per_class = min(10, cfg.eval.samples_per_class)
     keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(module.num_classes)])
     save_grid(x[keep], run_dir / f"eval_samples_w{w:g}.png", nrow=per_class,
@@ -80,9 +96,19 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path) -> dict:
     return result
 
 
+def datamodule_from_checkpoint(ckpt: dict):
+    """The data a checkpoint was trained on (same split), loaded."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
+    datamodule = instantiate(train_cfg.data.module, _convert_="all")
+    datamodule.setup("fit")
+    return datamodule
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     """scripts/evaluate.py: rebuild the checkpoint's model and data, then evaluate_module."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
@@ -94,8 +120,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     validate_sampling(cfg, module.schedule.num_steps)
     module.sampler = build_sampler(cfg)
     train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
-    datamodule = instantiate(train_cfg.data.module, _convert_="all")
-    datamodule.setup("fit")
+    datamodule = datamodule_from_checkpoint(ckpt)
     eval_cfg = OmegaConf.create(
         {
             "paths": {"cache_dir": cfg.paths.cache_dir},

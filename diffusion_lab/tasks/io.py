@@ -2,7 +2,10 @@
 
 A checkpoint is written to a temporary file in the same folder, flushed and fsynced,
 then renamed over the destination (atomic on POSIX), so a kill during a write never
-leaves the previous good checkpoint unreadable.
+leaves the previous good checkpoint unreadable. A process killed mid-write leaves at most a
+hidden ``.<name>.tmp-<pid>`` file, which no checkpoint search picks up. Weights with NaN/inf
+are never written: the write is refused with :class:`NonFiniteError`, so the newest checkpoint
+on disk is always the last good one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from diffusion_lab.lit.nonfinite import NonFiniteError, first_nonfinite
 
 
 class CheckpointError(RuntimeError):
@@ -40,21 +45,37 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint_file(path: str | os.PathLike, map_location="cpu") -> dict:
-    """torch.load with a clear error naming the file when it is missing or corrupt."""
+def load_checkpoint_file(path: str | os.PathLike, map_location="cpu", mmap: bool = False) -> dict:
+    """torch.load with a clear error naming the file when it is missing or corrupt.
+
+    ``mmap=True`` maps the tensors instead of reading them: a cheap look at the metadata and
+    the shapes (a truncated file still fails, its index being at the end).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
     except Exception as e:  # truncated zip, pickle errors, ...
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from e
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {msg})") from e
+
+
+def check_finite_weights(checkpoint: dict, path: str | os.PathLike) -> None:
+    """Raise NonFiniteError naming the first weight tensor with NaN/inf values."""
+    bad = first_nonfinite(checkpoint.get("state_dict", {}))
+    if bad is not None:
+        raise NonFiniteError(
+            f"refusing to write checkpoint {path}: {bad[0]} has {bad[1]} NaN/inf values "
+            "(the previous checkpoint is kept as the last good one)"
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning CheckpointIO that writes atomically and reports unreadable files clearly."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
+        check_finite_weights(checkpoint, path)
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):

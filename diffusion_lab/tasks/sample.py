@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from diffusion_lab.callbacks.sample_grid import grid_labels
+from diffusion_lab.lit.generate import generate
 from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
 from diffusion_lab.tasks.validate import validate_sampling
@@ -18,29 +18,9 @@ from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.plots import scatter_png
 
 
-def generate(module, sampler, *, labels, num_samples, seed, batch_size, guidance_scale, use_ema):
-    """All samples in batches; sample i always uses the noise of (seed, i)."""
-    total = labels.shape[0] if labels is not None else num_samples
-    out = []
-    for start in range(0, total, batch_size):
-        idx = list(range(start, min(total, start + batch_size)))
-        out.append(
-            module.sample(
-                len(idx),
-                labels=None if labels is None else labels[idx],
-                sampler=sampler,
-                guidance_scale=guidance_scale,
-                seed=seed,
-                indices=idx,
-                use_ema=use_ema,
-            ).cpu()
-        )
-    return torch.cat(out)
-
-
 def sample(cfg: DictConfig) -> dict:
     ckpt = load_checkpoint_file(cfg.ckpt)
-    module = module_from_checkpoint(ckpt).to(cfg.device)
+    module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
     validate_sampling(cfg, module.schedule.num_steps)
     sampler = build_sampler(cfg)
     labels = None
@@ -71,11 +51,19 @@ def sample(cfg: DictConfig) -> dict:
         "num_samples": len(x),
         "nfe_per_sample": sampler.nfe,
         "steps": sampler.steps,
+        "sampler": getattr(sampler.solver, "func", sampler.solver).__name__,
+        "spacing": type(sampler.spacing).__name__,
         "guidance_scale": cfg.guidance.scale,
         "seconds": round(seconds, 2),
         "samples": str(run_dir / "samples.npz"),
         "grid": str(run_dir / "samples.png"),
     }
+    if cfg.get("metrics") and labels is not None and x.dim() == 4:
+        from diffusion_lab.tasks.evaluate import SampleJudge, datamodule_from_checkpoint
+
+        data_name = ckpt["diffusion_lab_config"]["data"]["name"]
+        judge = SampleJudge(datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, data_name)
+        info.update(judge(x, labels, cfg.guidance.scale))
     atomic_write_json(info, run_dir / "sample_info.json")
     print(f"wrote {len(x)} samples to {run_dir} ({info['nfe_per_sample']} NFE each, {seconds:.1f}s)")
     return info

@@ -1,4 +1,11 @@
-"""train(cfg): validate, build, fit, checkpoint, evaluate, summarise."""
+"""train(cfg): validate, build, fit, checkpoint, evaluate, summarise.
+
+Resuming (``ckpt_path=...`` or ``resume=auto``) restores everything the checkpoint holds:
+weights, EMA, optimizer, LR schedule, grad scaler, global step, the random streams of every
+rank (``lit/rng.py``), the position in the data order (``data/datamodule.py``) and the W&B
+run id, so a run killed and resumed ends with the weights of the run never interrupted.
+SIGTERM/SIGUSR1 checkpoint and stop (``lit/signals.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,20 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from diffusion_lab.lit.rng import TrainingRNG
+from diffusion_lab.lit.signals import Preempted, Preemption
 from diffusion_lab.tasks.build import (
     build_callbacks,
     build_datamodule,
     build_logger,
     build_module,
+    check_checkpoint_fits,
     config_to_dict,
 )
-from diffusion_lab.tasks.io import AtomicCheckpointIO, atomic_write_json
+from diffusion_lab.tasks.io import AtomicCheckpointIO, atomic_write_json, load_checkpoint_file
 from diffusion_lab.tasks.resume import resolve_ckpt_path
 from diffusion_lab.tasks.validate import validate_train_config
 
@@ -30,12 +41,21 @@ def train(cfg: DictConfig) -> dict:
     validate_train_config(cfg)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    experiment_dir = Path(cfg.paths.output_root) / cfg.name
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), experiment_dir, auto=bool(cfg.get("resume")))
+    # mmap: the metadata and the shapes, without reading the tensors
+    resume_from = load_checkpoint_file(ckpt_path, mmap=True) if ckpt_path else {}
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
-    callbacks = build_callbacks(cfg)
-    logger = build_logger(cfg)
+    if ckpt_path:
+        check_checkpoint_fits(module, resume_from, ckpt_path, "this run's config")
+    wandb_run_id = resume_from.get("wandb_run_id")
+    del resume_from  # unmap the file
+    preemption = Preemption(cfg.paths.checkpoint_dir)
+    callbacks = [*build_callbacks(cfg), TrainingRNG(), preemption]
+    logger = build_logger(cfg, wandb_run_id=wandb_run_id)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
@@ -46,10 +66,18 @@ def train(cfg: DictConfig) -> dict:
     if logger:
         logger.log_hyperparams(config_to_dict(cfg))
 
-    experiment_dir = Path(cfg.paths.output_root) / cfg.name
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), experiment_dir, run_dir)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except Preempted:
+        _finish_logger(logger, preempted=True)
+        raise
+    except SIGTERMException as e:  # Lightning's own stop, outside a training step
+        _finish_logger(logger, preempted=True)
+        raise preemption.error or Preempted(
+            "received SIGTERM outside a training step: no new checkpoint; resume from the "
+            "newest one with resume=auto", None, trainer.global_step,
+        ) from e
     train_seconds = time.perf_counter() - start
 
     last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
@@ -72,9 +100,15 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         atomic_write_json(metrics, run_dir / "metrics.json")
         _print_summary(run_dir, metrics)
-    if logger and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
-        logger.experiment.finish()
+    _finish_logger(logger)
     return metrics
+
+
+def _finish_logger(logger, preempted: bool = False) -> None:
+    if logger and type(logger).__name__ == "WandbLogger":
+        if preempted:
+            logger.experiment.mark_preempting()
+        logger.experiment.finish(exit_code=75 if preempted else 0)
 
 
 def _print_summary(run_dir: Path, metrics: dict) -> None:

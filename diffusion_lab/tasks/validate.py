@@ -43,11 +43,9 @@ def _target(cfg, key: str) -> str:
 def validate_sampling(cfg: DictConfig, num_steps: int) -> None:
     """Sampler and guidance values (shared by training and the sampling CLI)."""
     steps = _int(cfg, "sampler.steps")
-    if not _target(cfg, "sampler.spacing").endswith(("LogSNRSpacing", "KarrasSpacing")):
-        if steps > num_steps:
-            raise ConfigError(
-                f"sampler.steps={steps} exceeds the schedule's {num_steps} timesteps"
-            )
+    continuous = _target(cfg, "sampler.spacing").endswith(("LogSNRSpacing", "KarrasSpacing"))
+    if not continuous and steps > num_steps:
+        raise ConfigError(f"sampler.steps={steps} exceeds the schedule's {num_steps} timesteps")
     _real(cfg, "guidance.scale", lo=0.0)
     eta = _get(cfg, "sampler.solver.eta")
     if eta is not None:
@@ -67,6 +65,10 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError("module.optimizer.lr must be > 0, got 0")
     _real(cfg, "module.ema_decay", lo=0.0, hi=1.0, hi_open=True)
     _int(cfg, "module.warmup_steps", minimum=0)
+    if _get(cfg, "module.max_consecutive_nonfinite") is not None:
+        _int(cfg, "module.max_consecutive_nonfinite")
+    if _get(cfg, "resume") not in (None, False, True, "auto"):
+        raise ConfigError(f"resume must be auto or false, got {_get(cfg, 'resume')!r}")
 
     num_classes = _int(cfg, "data.num_classes", minimum=0)
     if num_classes == 0 and _get(cfg, "guidance.scale") != 1.0:

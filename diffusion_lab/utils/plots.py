@@ -1,10 +1,24 @@
-"""Matplotlib figures rendered to uint8 arrays (Agg backend, no display)."""
+"""Figures rendered to uint8 RGB arrays (H, W, 3), for the loggers and the run directory.
+
+Matplotlib is used through its object-oriented API (``matplotlib.figure.Figure`` with the Agg
+canvas), never through ``pyplot``: no global figure state, no backend switch in the caller's
+process, safe in notebooks and in threads.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
+
+
+def _figure(figsize: tuple[float, float], ncols: int = 1):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, axes
 
 
 def _figure_to_array(fig) -> np.ndarray:
@@ -18,40 +32,102 @@ def _figure_to_array(fig) -> np.ndarray:
 
 def scatter_png(points: np.ndarray, title: str = "", reference: np.ndarray | None = None) -> np.ndarray:
     """Scatter plot of 2-D points (optionally over reference points) as an RGB array."""
-    import matplotlib
+    return scatter_row_png([points], [title], reference=reference)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 4))
-    if reference is not None:
-        ax.scatter(reference[:, 0], reference[:, 1], s=2, c="lightgray", label="data")
-    ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:blue", label="samples")
-    ax.set_title(title)
-    ax.set_aspect("equal")
-    arr = _figure_to_array(fig)
-    plt.close(fig)
-    return arr
+def scatter_row_png(
+    point_sets: Sequence[np.ndarray],
+    titles: Sequence[str],
+    suptitle: str = "",
+    reference: np.ndarray | None = None,
+    limits: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """One row of 2-D scatter plots (one panel per point set, titled), sharing the axes."""
+    if len(point_sets) != len(titles):
+        raise ValueError(f"{len(point_sets)} point sets but {len(titles)} titles")
+    fig, axes = _figure((3.2 * len(point_sets), 3.4), ncols=len(point_sets))
+    for ax, points, title in zip(axes, point_sets, titles):
+        if reference is not None:
+            ax.scatter(reference[:, 0], reference[:, 1], s=2, c="lightgray")
+        ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:blue")
+        ax.set_title(title)
+        ax.set_aspect("equal")
+        if limits is not None:
+            ax.set_xlim(*limits)
+            ax.set_ylim(*limits)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return _figure_to_array(fig)
 
 
 def line_plot_png(
     xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str = ""
 ) -> np.ndarray:
     """One or more curves over a shared x axis as an RGB array."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, (ax,) = _figure((5, 3.5))
     for label, ys in series.items():
         ax.plot(xs, ys, marker="o", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend()
-    arr = _figure_to_array(fig)
-    plt.close(fig)
-    return arr
+    return _figure_to_array(fig)
+
+
+def bar_plot_png(
+    labels: Sequence[str],
+    values: Sequence[float],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    reference: Sequence[float] | None = None,
+    reference_label: str = "reference",
+) -> np.ndarray:
+    """Bars (one per label), optionally with a reference level per bar drawn as a step line."""
+    if len(labels) != len(values):
+        raise ValueError(f"{len(labels)} labels but {len(values)} values")
+    fig, (ax,) = _figure((max(4.0, 0.45 * len(labels) + 1.5), 3.5))
+    pos = np.arange(len(labels))
+    ax.bar(pos, np.nan_to_num(np.asarray(values, dtype=float)), color="tab:blue", width=0.8)
+    if reference is not None:
+        ax.step(np.r_[pos - 0.5, pos[-1] + 0.5], np.r_[reference, reference[-1]], where="post",
+                color="tab:orange", label=reference_label)
+        ax.legend(fontsize=8)
+    ax.set_xticks(pos, list(labels), rotation=45 if max(map(len, labels)) > 3 else 0,
+                  fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    return _figure_to_array(fig)
+
+
+def header_height(labels: Sequence[str]) -> int:
+    """Height in pixels of the label band :func:`label_columns` adds (0 without labels)."""
+    return 12 if labels else 0
+
+
+def label_columns(grid: np.ndarray, labels: Sequence[str], cell: int, padding: int = 1) -> np.ndarray:
+    """Add a white band of :func:`header_height` pixels above a ``make_grid`` image, with
+    ``labels[k]`` centred over column k (cells ``cell`` pixels wide, ``padding`` between)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = header_height(labels)
+    if band == 0:
+        return grid
+    rgb = grid if grid.shape[-1] == 3 else np.repeat(grid[..., :1], 3, axis=-1)
+    out = np.full((rgb.shape[0] + band, rgb.shape[1], 3), 255, np.uint8)
+    out[band:] = rgb
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    for k, text in enumerate(labels):
+        centre = padding + k * (cell + padding) + cell / 2
+        width = draw.textlength(text, font=font)
+        if width > cell + padding and text.startswith("t="):
+            text = text[2:]  # keep the number when "t=999" does not fit over a narrow column
+            width = draw.textlength(text, font=font)
+        draw.text((centre - width / 2, 0), text, fill=(0, 0, 0), font=font)
+    return np.asarray(img)

@@ -1,0 +1,193 @@
+"""Guidance sweep: FID and classifier accuracy against the classifier-free guidance scale w.
+
+For each w in ``scales`` the same seeds draw ``samples_per_class`` samples of every class
+(sample i of the sweep uses the noise of (seed, i) at every w, exactly as the end-of-run
+evaluation does), then
+
+* accuracy: the fraction the project's data classifier assigns to the class asked for;
+* FID: Fréchet distance to the real training images in that classifier's feature space
+  (reference statistics cached beside the classifier, shared with the evaluation).
+
+Logged as FID-vs-w and accuracy-vs-w charts whose titles state the sample count and the
+sampler/NFE, a table (w, fid, accuracy, num_samples, sampler, nfe), scalars
+``guidance_sweep/{fid,accuracy}_w<w>``, and a grid of the same seed per class at every w
+(rows: classes, columns: w). Needs a class-conditional model and labelled image data;
+otherwise it logs why it skips. EMA weights, global rank 0 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+
+from diffusion_lab.callbacks.sample_grid import grid_labels
+from diffusion_lab.lit.generate import generate
+from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
+from diffusion_lab.metrics.classifier import data_classifier
+from diffusion_lab.utils.images import make_grid
+from diffusion_lab.utils.plots import label_columns
+
+log = logging.getLogger(__name__)
+
+
+def describe_sampler(spec) -> str:
+    """'dpmpp_2m, uniform spacing, 20 steps, NFE 20' for a SamplerSpec."""
+    solver = getattr(spec.solver, "func", spec.solver)
+    spacing = type(spec.spacing).__name__.removesuffix("Spacing").lower()
+    return (f"{getattr(solver, '__name__', str(solver))}, {spacing} spacing, "
+            f"{spec.steps} steps, NFE {spec.nfe}")
+
+
+def sampler_name(spec) -> str:
+    solver = getattr(spec.solver, "func", spec.solver)
+    return getattr(solver, "__name__", str(solver))
+
+
+def data_classifier_for(trainer, cache_dir: str, dataset_name: str):
+    """The project's cached classifier of the trainer's datamodule, or ``None`` with the reason
+    (unlabelled or non-image data)."""
+    dm = trainer.datamodule
+    if dm is None:
+        return None, "no datamodule attached to the trainer"
+    if dm.num_classes == 0:
+        return None, "the data has no labels, so there is no classifier to judge samples"
+    if len(dm.shape) != 3:
+        return None, f"the classifier needs image data, got samples shaped {tuple(dm.shape)}"
+    # Same function and key as the end-of-run evaluation: one cached classifier per dataset.
+    return data_classifier(dm, cache_dir, dataset_name), ""
+
+
+def generate_batched(module, labels: torch.Tensor | None, num_samples: int, *, seed: int,
+                     guidance_scale: float | None, batch_size: int) -> torch.Tensor:
+    """Samples in batches from the EMA weights; sample i uses the noise of (seed, i)."""
+    return generate(module, module.sampler, labels=labels, num_samples=num_samples, seed=seed,
+                    batch_size=batch_size, guidance_scale=guidance_scale, use_ema=True)
+
+
+class GuidanceSweep(L.Callback):
+    def __init__(
+        self,
+        scales: Sequence[float] = (1.0, 2.0, 3.0, 5.0, 7.0),
+        samples_per_class: int = 20,
+        seed: int = 0,
+        every_n_steps: int | None = None,
+        at_train_end: bool = True,
+        min_step: int = 0,
+        batch_size: int = 500,
+        cache_dir: str = ".cache",
+        dataset_name: str = "data",
+    ):
+        if not scales or any(float(w) < 0 for w in scales):
+            raise ValueError(f"scales must be a non-empty list of w >= 0, got {scales}")
+        if samples_per_class < 1 or batch_size < 1:
+            raise ValueError("samples_per_class and batch_size must be >= 1")
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1 or null, got {every_n_steps}")
+        self.scales = [float(w) for w in scales]
+        self.samples_per_class = samples_per_class
+        self.seed = seed
+        self.every_n_steps = every_n_steps
+        self.at_train_end = at_train_end
+        self.min_step = min_step  # earlier (debug runs, smoke tests): skipped
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.dataset_name = dataset_name
+        self.last: dict | None = None  # the last sweep's rows and paths, for tests
+        self._skip_logged = False
+
+    def _skip(self, reason: str) -> None:
+        if not self._skip_logged:
+            log.info("guidance sweep skipped: %s", reason)
+            self._skip_logged = True
+
+    @torch.no_grad()
+    def sweep(self, module, classifier, train_x: torch.Tensor) -> dict:
+        """{w: (accuracy, fid, samples)} for the configured scales, FID against the real
+        ``train_x``; no logging."""
+        from diffusion_lab.metrics import (
+            ClassifierFeatures,
+            cached_reference_stats,
+            classifier_accuracy,
+            fid_from_stats,
+            reference_stats_key,
+            stats_from_images,
+        )
+
+        features = ClassifierFeatures(classifier)
+        key = reference_stats_key(self.dataset_name, train_x.shape[-1], features.identity)
+        real = cached_reference_stats(self.cache_dir, key,
+                                      lambda: stats_from_images(features, train_x))
+        labels = grid_labels(module.num_classes, self.samples_per_class)
+        out = {}
+        for w in self.scales:
+            x = generate_batched(module, labels, len(labels), seed=self.seed, guidance_scale=w,
+                                 batch_size=self.batch_size)
+            out[w] = (classifier_accuracy(classifier, x, labels),
+                      fid_from_stats(stats_from_images(features, x), real), x)
+        return out
+
+    def make(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        if trainer.global_step < self.min_step:
+            log.info("%s skipped at step %d: runs before step min_step=%d measure an untrained "
+                     "model", type(self).__name__, trainer.global_step, self.min_step)
+            return
+        if module.num_classes == 0:
+            self._skip("the model is unconditional (w needs class labels)")
+            return
+        classifier, reason = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
+        if classifier is None:
+            self._skip(reason)
+            return
+        step, start = trainer.global_step, time.perf_counter()
+        results = self.sweep(module, classifier, trainer.datamodule.train_set.x)
+        seconds = time.perf_counter() - start
+        n = module.num_classes * self.samples_per_class
+        spec = module.sampler
+        rows = [[w, fid, acc, n, sampler_name(spec), spec.nfe]
+                for w, (acc, fid, _) in results.items()]
+        table = log_table(trainer, "guidance_sweep/table",
+                          ["w", "fid", "accuracy", "num_samples", "sampler", "nfe"], rows, step)
+        what = f"{n} samples per w ({self.samples_per_class}/class), {describe_sampler(spec)}"
+        ws = list(results)
+        fid_png = log_line(trainer, "guidance_sweep/fid_vs_w", ws,
+                           {"FID (classifier features)": [r[1] for r in results.values()]},
+                           step, "w", "FID", title=f"FID vs guidance w, step {step}\n{what}")
+        acc_png = log_line(trainer, "guidance_sweep/accuracy_vs_w", ws,
+                           {"accuracy": [r[0] for r in results.values()]}, step, "w",
+                           "classifier accuracy", title=f"accuracy vs guidance w, step {step}\n{what}")
+        scalars = {f"guidance_sweep/fid_w{w:g}": fid for w, (_, fid, _) in results.items()}
+        scalars.update({f"guidance_sweep/accuracy_w{w:g}": a for w, (a, _, _) in results.items()})
+        scalars["guidance_sweep/num_samples"] = n
+        log_scalars(trainer, scalars, step)
+        log_image(trainer, "guidance_sweep/samples", self._same_seed_grid(results), step,
+                  caption=f"same seed per class (rows) at w = {', '.join(f'{w:g}' for w in ws)}"
+                          f" (columns); {describe_sampler(spec)}, step {step}")
+        log.info("guidance sweep at step %d: %s (%.1fs)", step,
+                 ", ".join(f"w={w:g}: acc {a:.3f} fid {f:.2f}" for w, (a, f, _) in results.items()),
+                 seconds)
+        self.last = {"step": step, "rows": rows, "num_samples": n, "seconds": seconds,
+                     "paths": {"table": table, "fid": fid_png, "accuracy": acc_png}}
+
+    def _same_seed_grid(self, results: dict):
+        """Row c: the first sample of class c (same seed) at every w, one column per w."""
+        xs = [x[:: self.samples_per_class] for _, _, x in results.values()]  # (K, C, H, W) each
+        tiles = torch.stack(xs, dim=1).flatten(0, 1)  # (K * len(w), C, H, W), row-major
+        upscale = max(1, 32 // tiles.shape[-1])
+        grid = make_grid(tiles, nrow=len(xs), upscale=upscale)
+        return label_columns(grid, [f"w={w:g}" for w in results], tiles.shape[-1] * upscale)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step, every = trainer.global_step, self.every_n_steps
+        if (every and step > 0 and step % every == 0 and step < (trainer.max_steps or -1)
+                and (self.last is None or self.last["step"] != step)):
+            self.make(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.at_train_end:
+            self.make(trainer, pl_module)

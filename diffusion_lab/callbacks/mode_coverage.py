@@ -1,0 +1,135 @@
+"""Mode coverage: which classes unconditional samples fall into, according to the data classifier.
+
+``num_samples`` unconditional samples (w = 0 with the null class for a class-conditional model,
+plain samples for an unconditional one) with fixed per-sample seeds, classified by the
+project's classifier of the training data. Logged:
+
+* ``mode_coverage/histogram``: bar chart of the predicted-class counts, over the count each
+  class would get with the training set's class proportions; a table (class, count, fraction,
+  data_fraction);
+* scalars ``mode_coverage/entropy`` (entropy of the predicted-class distribution divided by
+  log K: 1 = all classes equally often, 0 = one class), ``mode_coverage/classes_covered``
+  (fraction of classes receiving at least ``min_fraction`` of their expected count),
+  ``mode_coverage/min_max_ratio`` (rarest over commonest class count) and
+  ``mode_coverage/num_samples``.
+
+Needs labelled image data (the classifier); otherwise it logs why it skips. EMA weights,
+global rank 0 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from diffusion_lab.callbacks.guidance_sweep import data_classifier_for, generate_batched
+from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
+
+log = logging.getLogger(__name__)
+
+
+def coverage_stats(counts: Tensor, data_fractions: Tensor, min_fraction: float = 0.25) -> dict:
+    """Summary numbers of a class histogram (see the module docstring)."""
+    counts = counts.double()
+    total = float(counts.sum())
+    k = counts.numel()
+    p = counts / total
+    entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+    expected = data_fractions.double() * total
+    covered = (counts >= min_fraction * expected) & (counts > 0)
+    return {
+        "entropy": entropy / math.log(k) if k > 1 else 1.0,
+        "classes_covered": float(covered.double().mean()),
+        "min_max_ratio": float(counts.min() / counts.max()) if counts.max() > 0 else 0.0,
+        "num_samples": int(total),
+    }
+
+
+class ModeCoverage(L.Callback):
+    def __init__(
+        self,
+        num_samples: int = 200,
+        seed: int = 0,
+        every_n_steps: int | None = None,
+        at_train_end: bool = True,
+        min_step: int = 0,
+        min_fraction: float = 0.25,
+        batch_size: int = 500,
+        cache_dir: str = ".cache",
+        dataset_name: str = "data",
+    ):
+        if num_samples < 2 or batch_size < 1:
+            raise ValueError("num_samples must be >= 2 and batch_size >= 1")
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1 or null, got {every_n_steps}")
+        self.num_samples = num_samples
+        self.seed = seed
+        self.every_n_steps = every_n_steps
+        self.at_train_end = at_train_end
+        self.min_step = min_step  # earlier (debug runs, smoke tests): skipped
+        self.min_fraction = min_fraction
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.dataset_name = dataset_name
+        self.last: dict | None = None
+        self._skip_logged = False
+
+    @torch.no_grad()
+    def histogram(self, module, classifier, num_classes: int) -> Tensor:
+        """Predicted-class counts (num_classes,) of ``num_samples`` unconditional samples."""
+        from diffusion_lab.metrics import class_histogram
+
+        x = generate_batched(module, None, self.num_samples, seed=self.seed, guidance_scale=None,
+                             batch_size=self.batch_size)
+        return class_histogram(classifier, x, num_classes)
+
+    def make(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        if trainer.global_step < self.min_step:
+            log.info("%s skipped at step %d: runs before step min_step=%d measure an untrained "
+                     "model", type(self).__name__, trainer.global_step, self.min_step)
+            return
+        classifier, reason = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
+        if classifier is None:
+            if not self._skip_logged:
+                log.info("mode coverage skipped: %s", reason)
+                self._skip_logged = True
+            return
+        dm, step = trainer.datamodule, trainer.global_step
+        k = dm.num_classes
+        counts = self.histogram(module, classifier, k)
+        data_fractions = torch.bincount(dm.train_set.y, minlength=k).double()
+        data_fractions /= data_fractions.sum()
+        stats = coverage_stats(counts, data_fractions, self.min_fraction)
+        names = dm.class_names or [str(c) for c in range(k)]
+        n = stats["num_samples"]
+        guided = "w=0, null class" if module.num_classes > 0 else "unconditional model"
+        title = (f"classes of {n} unconditional samples ({guided}), step {step}\n"
+                 f"entropy {stats['entropy']:.3f}, covered {stats['classes_covered']:.0%}, "
+                 f"min/max {stats['min_max_ratio']:.2f}")
+        png = log_bar(trainer, "mode_coverage/histogram", names, counts.tolist(), step,
+                      "predicted class", "samples", title=title,
+                      reference=(data_fractions * n).tolist(), reference_label="data proportions")
+        rows = [[names[c], int(counts[c]), float(counts[c]) / n, float(data_fractions[c])]
+                for c in range(k)]
+        table = log_table(trainer, "mode_coverage/table",
+                          ["class", "count", "fraction", "data_fraction"], rows, step)
+        log_scalars(trainer, {f"mode_coverage/{name}": v for name, v in stats.items()}, step)
+        log.info("mode coverage at step %d: %s", step, stats)
+        self.last = {"step": step, "counts": counts.tolist(), "stats": stats,
+                     "paths": {"histogram": png, "table": table}}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step, every = trainer.global_step, self.every_n_steps
+        if (every and step > 0 and step % every == 0 and step < (trainer.max_steps or -1)
+                and (self.last is None or self.last["step"] != step)):
+            self.make(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.at_train_end:
+            self.make(trainer, pl_module)
