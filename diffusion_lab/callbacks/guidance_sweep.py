@@ -25,7 +25,7 @@ import lightning as L
 import torch
 
 from diffusion_lab.callbacks.sample_grid import grid_labels
-from diffusion_lab.lit.generate import generate
+from diffusion_lab.lit.generate import generate, process_group_size
 from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
 from diffusion_lab.metrics.classifier import data_classifier
 from diffusion_lab.utils.images import make_grid
@@ -47,25 +47,37 @@ def sampler_name(spec) -> str:
     return getattr(solver, "__name__", str(solver))
 
 
+def why_no_classifier(trainer) -> str:
+    """Why the trainer's data cannot have a classifier judge samples ("" when it can)."""
+    dm = trainer.datamodule
+    if dm is None:
+        return "no datamodule attached to the trainer"
+    if dm.num_classes == 0:
+        return "the data has no labels, so there is no classifier to judge samples"
+    if len(dm.shape) != 3:
+        return f"the classifier needs image data, got samples shaped {tuple(dm.shape)}"
+    return ""
+
+
 def data_classifier_for(trainer, cache_dir: str, dataset_name: str):
     """The project's cached classifier of the trainer's datamodule, or ``None`` with the reason
     (unlabelled or non-image data)."""
-    dm = trainer.datamodule
-    if dm is None:
-        return None, "no datamodule attached to the trainer"
-    if dm.num_classes == 0:
-        return None, "the data has no labels, so there is no classifier to judge samples"
-    if len(dm.shape) != 3:
-        return None, f"the classifier needs image data, got samples shaped {tuple(dm.shape)}"
+    reason = why_no_classifier(trainer)
+    if reason:
+        return None, reason
     # Same function and key as the end-of-run evaluation: one cached classifier per dataset.
-    return data_classifier(dm, cache_dir, dataset_name), ""
+    return data_classifier(trainer.datamodule, cache_dir, dataset_name), ""
 
 
 def generate_batched(module, labels: torch.Tensor | None, num_samples: int, *, seed: int,
                      guidance_scale: float | None, batch_size: int) -> torch.Tensor:
-    """Samples in batches from the EMA weights; sample i uses the noise of (seed, i)."""
+    """Samples in batches from the EMA weights; sample i uses the noise of (seed, i).
+
+    Under DDP every rank must call it: each draws its share and all get the full set, the
+    same samples as one process would draw (``diffusion_lab.lit.generate``)."""
     return generate(module, module.sampler, labels=labels, num_samples=num_samples, seed=seed,
-                    batch_size=batch_size, guidance_scale=guidance_scale, use_ema=True)
+                    batch_size=batch_size, guidance_scale=guidance_scale, use_ema=True,
+                    distributed=True)
 
 
 class GuidanceSweep(L.Callback):
@@ -100,12 +112,19 @@ class GuidanceSweep(L.Callback):
         self._skip_logged = False
 
     def _skip(self, reason: str) -> None:
-        if not self._skip_logged:
+        if not self._skip_logged and process_group_size()[0] == 0:
             log.info("guidance sweep skipped: %s", reason)
             self._skip_logged = True
 
     @torch.no_grad()
-    def sweep(self, module, classifier, train_x: torch.Tensor) -> dict:
+    def samples(self, module) -> dict:
+        """{w: samples} for the configured scales (every rank calls it under DDP)."""
+        labels = grid_labels(module.num_classes, self.samples_per_class)
+        return {w: generate_batched(module, labels, len(labels), seed=self.seed, guidance_scale=w,
+                                    batch_size=self.batch_size) for w in self.scales}
+
+    @torch.no_grad()
+    def sweep(self, module, classifier, train_x: torch.Tensor, samples: dict | None = None) -> dict:
         """{w: (accuracy, fid, samples)} for the configured scales, FID against the real
         ``train_x``; no logging."""
         from diffusion_lab.metrics import (
@@ -122,30 +141,32 @@ class GuidanceSweep(L.Callback):
         real = cached_reference_stats(self.cache_dir, key,
                                       lambda: stats_from_images(features, train_x))
         labels = grid_labels(module.num_classes, self.samples_per_class)
+        samples = samples if samples is not None else self.samples(module)
         out = {}
-        for w in self.scales:
-            x = generate_batched(module, labels, len(labels), seed=self.seed, guidance_scale=w,
-                                 batch_size=self.batch_size)
+        for w, x in samples.items():
             out[w] = (classifier_accuracy(classifier, x, labels),
                       fid_from_stats(stats_from_images(features, x), real), x)
         return out
 
     def make(self, trainer, module) -> None:
-        if not trainer.is_global_zero:
-            return
+        # Every rank takes the same branch (step and data are the same everywhere) and draws
+        # its share of the samples; rank 0 alone judges and logs.
         if trainer.global_step < self.min_step:
-            log.info("%s skipped at step %d: runs before step min_step=%d measure an untrained "
-                     "model", type(self).__name__, trainer.global_step, self.min_step)
+            if trainer.is_global_zero:
+                log.info("%s skipped at step %d: runs before step min_step=%d measure an untrained "
+                         "model", type(self).__name__, trainer.global_step, self.min_step)
             return
-        if module.num_classes == 0:
-            self._skip("the model is unconditional (w needs class labels)")
-            return
-        classifier, reason = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
-        if classifier is None:
+        reason = ("the model is unconditional (w needs class labels)" if module.num_classes == 0
+                  else why_no_classifier(trainer))
+        if reason:
             self._skip(reason)
             return
         step, start = trainer.global_step, time.perf_counter()
-        results = self.sweep(module, classifier, trainer.datamodule.train_set.x)
+        samples = self.samples(module)
+        if not trainer.is_global_zero:
+            return
+        classifier, _ = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
+        results = self.sweep(module, classifier, trainer.datamodule.train_set.x, samples)
         seconds = time.perf_counter() - start
         n = module.num_classes * self.samples_per_class
         spec = module.sampler

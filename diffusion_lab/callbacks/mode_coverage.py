@@ -26,7 +26,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from diffusion_lab.callbacks.guidance_sweep import data_classifier_for, generate_batched
+from diffusion_lab.callbacks.guidance_sweep import (
+    data_classifier_for,
+    generate_batched,
+    why_no_classifier,
+)
 from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
 
 log = logging.getLogger(__name__)
@@ -79,30 +83,39 @@ class ModeCoverage(L.Callback):
         self._skip_logged = False
 
     @torch.no_grad()
-    def histogram(self, module, classifier, num_classes: int) -> Tensor:
+    def samples(self, module) -> Tensor:
+        """``num_samples`` unconditional samples (every rank calls it under DDP)."""
+        return generate_batched(module, None, self.num_samples, seed=self.seed,
+                                guidance_scale=None, batch_size=self.batch_size)
+
+    @torch.no_grad()
+    def histogram(self, module, classifier, num_classes: int, x: Tensor | None = None) -> Tensor:
         """Predicted-class counts (num_classes,) of ``num_samples`` unconditional samples."""
         from diffusion_lab.metrics import class_histogram
 
-        x = generate_batched(module, None, self.num_samples, seed=self.seed, guidance_scale=None,
-                             batch_size=self.batch_size)
+        x = self.samples(module) if x is None else x
         return class_histogram(classifier, x, num_classes)
 
     def make(self, trainer, module) -> None:
-        if not trainer.is_global_zero:
-            return
+        # Every rank takes the same branch and draws its share; rank 0 judges and logs.
         if trainer.global_step < self.min_step:
-            log.info("%s skipped at step %d: runs before step min_step=%d measure an untrained "
-                     "model", type(self).__name__, trainer.global_step, self.min_step)
+            if trainer.is_global_zero:
+                log.info("%s skipped at step %d: runs before step min_step=%d measure an "
+                         "untrained model", type(self).__name__, trainer.global_step, self.min_step)
             return
-        classifier, reason = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
-        if classifier is None:
-            if not self._skip_logged:
+        reason = why_no_classifier(trainer)
+        if reason:
+            if not self._skip_logged and trainer.is_global_zero:
                 log.info("mode coverage skipped: %s", reason)
                 self._skip_logged = True
             return
+        x = self.samples(module)
+        if not trainer.is_global_zero:
+            return
+        classifier, _ = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
         dm, step = trainer.datamodule, trainer.global_step
         k = dm.num_classes
-        counts = self.histogram(module, classifier, k)
+        counts = self.histogram(module, classifier, k, x)
         data_fractions = torch.bincount(dm.train_set.y, minlength=k).double()
         data_fractions /= data_fractions.sum()
         stats = coverage_stats(counts, data_fractions, self.min_fraction)

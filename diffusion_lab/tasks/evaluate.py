@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from diffusion_lab.callbacks.sample_grid import grid_labels
-from diffusion_lab.lit.generate import generate
+from diffusion_lab.lit.generate import generate, process_group_size
 from diffusion_lab.metrics.cache import cached_reference_stats, reference_stats_key
 from diffusion_lab.metrics.classifier import classifier_accuracy, data_classifier
 from diffusion_lab.metrics.features import ClassifierFeatures, state_digest
@@ -77,17 +77,25 @@ def is_labelled_image_data(module, datamodule) -> bool:
     return module.num_classes > 0 and len(datamodule.shape) == 3
 
 
-def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path) -> dict:
-    """Accuracy and FID of class-conditional samples; {} for unlabelled or non-image data."""
+def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
+                    distributed: bool = False) -> dict:
+    """Accuracy and FID of class-conditional samples; {} for unlabelled or non-image data.
+
+    With ``distributed`` every rank of the process group calls it and generates its share of
+    the samples (the same set as one process would); rank 0 scores them, the others get {}.
+    """
     if not is_labelled_image_data(module, datamodule):
         return {}
-    judge = SampleJudge(datamodule, cfg.paths.cache_dir, cfg.data.name)
     labels = grid_labels(module.num_classes, cfg.eval.samples_per_class)
     w = cfg.eval.guidance_scale
     x = generate(
         module, module.sampler, labels=labels, num_samples=len(labels),
         seed=cfg.eval.seed, batch_size=500, guidance_scale=w, use_ema=True,
+        distributed=distributed,
     )
+    if distributed and process_group_size()[0] != 0:
+        return {}
+    judge = SampleJudge(datamodule, cfg.paths.cache_dir, cfg.data.name)
     result = {**judge.reference(), **judge(x, labels, w)}
     per_class = min(10, cfg.eval.samples_per_class)
     keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(module.num_classes)])

@@ -19,6 +19,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from diffusion_lab.lit.final_checkpoint import STEP_KEY, FinalCheckpoint, final_step
+from diffusion_lab.lit.generate import process_group_size
 from diffusion_lab.lit.rng import TrainingRNG
 from diffusion_lab.lit.signals import Preempted, Preemption
 from diffusion_lab.tasks.build import (
@@ -54,7 +56,8 @@ def train(cfg: DictConfig) -> dict:
     wandb_run_id = resume_from.get("wandb_run_id")
     del resume_from  # unmap the file
     preemption = Preemption(cfg.paths.checkpoint_dir)
-    callbacks = [*build_callbacks(cfg), TrainingRNG(), preemption]
+    last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
+    callbacks = [*build_callbacks(cfg), TrainingRNG(), preemption, FinalCheckpoint(last)]
     logger = build_logger(cfg, wandb_run_id=wandb_run_id)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -80,23 +83,25 @@ def train(cfg: DictConfig) -> dict:
         ) from e
     train_seconds = time.perf_counter() - start
 
-    last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
-    trainer.save_checkpoint(last)
-
+    step = final_step(trainer)
     metrics = {
-        "global_step": trainer.global_step,
+        "global_step": step,
         "train_seconds": round(train_seconds, 1),
         "num_parameters": module.num_parameters(),
         "checkpoint": str(last),
     }
-    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
-    if trainer.is_global_zero and cfg.eval.enabled:
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()
+                    if v.numel() == 1 and k != STEP_KEY})
+    # Under ddp (one process per device, still running here) every rank generates its share of
+    # the evaluation samples; after ddp_spawn only the main process is left and draws them all.
+    distributed = process_group_size()[1] > 1
+    if cfg.eval.enabled and (trainer.is_global_zero or distributed):
         from diffusion_lab.tasks.evaluate import evaluate_module
 
-        evaluation = evaluate_module(module, datamodule, cfg, run_dir)
+        evaluation = evaluate_module(module, datamodule, cfg, run_dir, distributed=distributed)
         metrics.update(evaluation)
         if logger and evaluation:
-            logger.log_metrics({f"eval/{k}": v for k, v in evaluation.items()}, step=trainer.global_step)
+            logger.log_metrics({f"eval/{k}": v for k, v in evaluation.items()}, step=step)
     if trainer.is_global_zero:
         atomic_write_json(metrics, run_dir / "metrics.json")
         _print_summary(run_dir, metrics)
