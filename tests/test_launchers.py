@@ -67,6 +67,8 @@ def test_submitit_local_two_job_sweep(tmp_path):
         assert metrics["global_step"] == 2
     overrides = sorted((sweep / j / ".hydra" / "overrides.yaml").read_text() for j in ("0", "1"))
     assert "schedule=cosine" in overrides[0] and "schedule=linear" in overrides[1]
+    summary = json.loads((sweep / "summary.json").read_text())  # written in the launching process
+    assert [row[:1] for row in summary["rows"]] == [["0"], ["1"]]
 
 
 @pytest.mark.slow

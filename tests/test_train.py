@@ -173,6 +173,15 @@ def test_multirun_sweep_writes_one_directory_per_job(tmp_path):
         assert (sweep / j / "checkpoints" / "last.ckpt").is_file()
     targets = sorted((sweep / j / ".hydra" / "overrides.yaml").read_text() for j in jobs)
     assert "schedule=cosine" in targets[0] and "schedule=linear" in targets[1]
+    # the sweep's summary, written by the multirun callback: one row per job, final metrics
+    summary = json.loads((sweep / "summary.json").read_text())
+    rows = [dict(zip(summary["columns"], r)) for r in summary["rows"]]
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert "schedule=linear" in rows[0]["overrides"] and "schedule=cosine" in rows[1]["overrides"]
+    for r, j in zip(rows, jobs):
+        final = json.loads((sweep / j / "metrics.json").read_text())
+        assert r["global_step"] == 2 and r["train/loss"] == final["train/loss"]
+    assert "| job | overrides |" in (sweep / "summary.md").read_text()
 
 
 def test_sampling_sweep_from_one_checkpoint(trained_run, tmp_path):
@@ -184,6 +193,8 @@ def test_sampling_sweep_from_one_checkpoint(trained_run, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     (sweep,) = list((tmp_path / "sweep" / "multirun").iterdir())
+    assert len(json.loads((sweep / "summary.json").read_text())["rows"]) == 8  # at sweep end
+    (sweep / "summary.json").unlink()
     summarize = run_script("summarize_sweep.py", str(sweep))
     assert summarize.returncode == 0, summarize.stderr[-2000:]
     summary = json.loads((sweep / "summary.json").read_text())
