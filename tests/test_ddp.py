@@ -209,3 +209,7 @@ def test_ddp_dashboard_scores_match_the_single_process_evaluation(tmp_path, monk
     hist = media_json(run_dir, "mode_coverage_histogram/step0000004.json")
     assert sum(hist["values"]) == int(
         compose_config("train", DASHBOARD, tmp_path / "x").callbacks.mode_coverage.num_samples)
+    # W&B (offline): the worker processes attach to the run created before the spawn, and its
+    # media land in the run's own files, where `wandb sync` looks for them
+    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    assert list((wandb_run / "files" / "media" / "images").rglob("*.png"))

@@ -45,6 +45,9 @@ def wandb_logger(
     if offline:
         os.environ.setdefault("WANDB_MODE", "offline")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    # Processes started by ddp_spawn attach to this run; without WANDB_DIR they stage media
+    # under ./wandb of the working directory instead of the run's own files.
+    os.environ["WANDB_DIR"] = str(Path(save_dir).resolve())
     return WandbLogger(
         save_dir=save_dir,
         project=project,
