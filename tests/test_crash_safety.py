@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +44,24 @@ def test_crash_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint_file(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary file left
+
+
+def test_next_write_removes_temporaries_of_killed_writers_only(tmp_path):
+    """A SIGKILL mid-write leaves .<name>.tmp-<pid>; the next write removes it once that
+    process is gone and the file is old, and leaves a live writer's file alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    hour_ago = time.time() - 2 * 3600
+    stale = tmp_path / f".last.ckpt.tmp-{dead.pid}"
+    live = tmp_path / f".step0000004.ckpt.tmp-{os.getppid()}"  # a live process: kept
+    fresh = tmp_path / f".step0000008.ckpt.tmp-{dead.pid}"  # recent: perhaps another host's
+    for f in (stale, live, fresh):
+        f.write_bytes(b"PK half a checkpoint")
+    for f in (stale, live):
+        os.utime(f, (hour_ago, hour_ago))
+    atomic_torch_save({"step": 3}, tmp_path / "last.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["last.ckpt", live.name, fresh.name])
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:

@@ -104,12 +104,13 @@ class DiffusionModule(L.LightningModule):
         out = self.objective(self.backbone, x0, cond)
         self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=False)
         self._last_per_sample = (out.per_sample_loss.detach(), out.t.detach())
-        self._loss_finite = self._loss_finite and bool(torch.isfinite(out.loss))
+        # a tensor: no host sync here; the one per step is in on_before_optimizer_step
+        self._loss_finite = torch.isfinite(out.loss.detach()) & self._loss_finite
         return out.loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Gradients are complete here (accumulated, DDP-averaged, AMP-unscaled), not yet clipped.
-        finite = self._loss_finite and grads_finite(self.backbone.parameters())
+        finite = grads_finite(self.backbone.parameters(), also=self._loss_finite)
         if self.trainer.world_size > 1:
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         self._loss_finite = True

@@ -33,11 +33,17 @@ def first_nonfinite(tensors: Mapping[str, object]) -> tuple[str, int] | None:
     return None
 
 
-def grads_finite(params: Iterable[torch.nn.Parameter]) -> bool:
+def grads_finite(params: Iterable[torch.nn.Parameter], also: torch.Tensor | bool = True) -> bool:
+    """All gradients finite (their total norm is) and ``also`` true: one host sync."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return True
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        return bool(also)
+    finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
+    if isinstance(also, torch.Tensor):
+        finite = finite & also.to(finite.device)
+    elif not also:
+        return False
+    return bool(finite)
 
 
 class NonFiniteGuard:

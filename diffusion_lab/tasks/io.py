@@ -3,7 +3,8 @@
 A checkpoint is written to a temporary file in the same folder, flushed and fsynced,
 then renamed over the destination (atomic on POSIX), so a kill during a write never
 leaves the previous good checkpoint unreadable. A process killed mid-write leaves at most a
-hidden ``.<name>.tmp-<pid>`` file, which no checkpoint search picks up. Weights with NaN/inf
+hidden ``.<name>.tmp-<pid>`` file, which no checkpoint search picks up and the next write into
+that folder removes once its process is gone (and the file is over an hour old). Weights with NaN/inf
 are never written: the write is refused with :class:`NonFiniteError`, so the newest checkpoint
 on disk is always the last good one.
 """
@@ -11,6 +12,7 @@ on disk is always the last good one.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,39 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated or not a diffusion-lab checkpoint."""
 
 
+STALE_TMP_SECONDS = 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else (or unknowable): keep its file
+    return True
+
+
+def remove_stale_temporaries(folder: Path, now: float | None = None) -> list[Path]:
+    """Delete ``.*.tmp-<pid>`` files left by killed writers: process gone, over an hour old."""
+    now = time.time() if now is None else now
+    removed = []
+    for tmp in folder.glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        try:
+            old = now - tmp.stat().st_mtime > STALE_TMP_SECONDS
+        except FileNotFoundError:
+            continue
+        if pid.isdigit() and int(pid) != os.getpid() and old and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
