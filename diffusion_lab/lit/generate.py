@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from diffusion_lab.utils.progress import progress_bar
+
 
 def process_group_size() -> tuple[int, int]:
     """(rank, world size) of the default process group, (0, 1) without one."""
@@ -21,26 +23,31 @@ def process_group_size() -> tuple[int, int]:
 
 
 def generate(module, sampler, *, labels, num_samples, seed, batch_size, guidance_scale, use_ema,
-             distributed: bool = False):
+             distributed: bool = False, progress: str | None = None):
     """All samples, in batches; with ``distributed`` every rank of the process group must call
-    it, draws its share and receives the full, index-ordered result."""
+    it, draws its share and receives the full, index-ordered result. ``progress``: the
+    description of a progress bar over the sampler steps of all batches (rank 0), or None."""
     total = labels.shape[0] if labels is not None else num_samples
     rank, world = process_group_size() if distributed else (0, 1)
     mine = list(range(rank, total, world))
+    spec = sampler or module.sampler
+    batches = range(0, len(mine), batch_size)
     out = []
-    for start in range(0, len(mine), batch_size):
-        idx = mine[start:start + batch_size]
-        out.append(
-            module.sample(
-                len(idx),
-                labels=None if labels is None else labels[idx],
-                sampler=sampler,
-                guidance_scale=guidance_scale,
-                seed=seed,
-                indices=idx,
-                use_ema=use_ema,
-            ).cpu()
-        )
+    with progress_bar(progress if rank == 0 else None, len(batches) * spec.steps) as advance:
+        for start in batches:
+            idx = mine[start:start + batch_size]
+            out.append(
+                module.sample(
+                    len(idx),
+                    labels=None if labels is None else labels[idx],
+                    sampler=spec,
+                    guidance_scale=guidance_scale,
+                    seed=seed,
+                    indices=idx,
+                    use_ema=use_ema,
+                    callback=lambda info: advance(),
+                ).cpu()
+            )
     local = torch.cat(out) if out else torch.empty(0, *module.sample_shape)
     if world == 1:
         return local

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from diffusion_lab.utils.progress import progress_bar
+
 
 @dataclass(frozen=True)
 class FeatureStats:
@@ -110,15 +112,22 @@ def iter_features(feature_module: nn.Module, images: Tensor | Iterable[Tensor],
 
 
 def extract_features(feature_module: nn.Module, images: Tensor | Iterable[Tensor],
-                     batch_size: int = 256) -> Tensor:
-    """All features of ``images`` as one (N, F) float64 CPU tensor."""
-    return torch.cat(list(iter_features(feature_module, images, batch_size)))
+                     batch_size: int = 256, progress: str | None = None) -> Tensor:
+    """All features of ``images`` as one (N, F) float64 CPU tensor; ``progress``: a progress
+    bar's description (for a tensor of images), or None."""
+    total = len(images) if isinstance(images, Tensor) else 0
+    out = []
+    with progress_bar(progress, total) as advance:
+        for feats in iter_features(feature_module, images, batch_size):
+            out.append(feats)
+            advance(len(feats))
+    return torch.cat(out)
 
 
 def stats_from_images(feature_module: nn.Module, images: Tensor | Iterable[Tensor],
-                      batch_size: int = 256) -> FeatureStats:
+                      batch_size: int = 256, progress: str | None = None) -> FeatureStats:
     """:class:`FeatureStats` of the features of ``images`` (e.g. for the reference cache)."""
-    return FeatureStats.from_features(extract_features(feature_module, images, batch_size))
+    return FeatureStats.from_features(extract_features(feature_module, images, batch_size, progress))
 
 
 class _Precomputed(nn.Module):

@@ -40,7 +40,8 @@ class SampleJudge:
         train = datamodule.train_set
         key = reference_stats_key(name, train.shape[-1], f"classifier-{state_digest(self.classifier)}")
         self.real = cached_reference_stats(
-            cache_dir, key, lambda: stats_from_images(self.features, train.x)
+            cache_dir, key, lambda: stats_from_images(self.features, train.x,
+                                                  progress="reference statistics")
         )
         self.real_count = len(train)
         self.val = datamodule.val_set
@@ -91,7 +92,7 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
     x = generate(
         module, module.sampler, labels=labels, num_samples=len(labels),
         seed=cfg.eval.seed, batch_size=500, guidance_scale=w, use_ema=True,
-        distributed=distributed,
+        distributed=distributed, progress=f"evaluation samples (w={w:g})",
     )
     if distributed and process_group_size()[0] != 0:
         return {}

@@ -30,6 +30,7 @@ def sample(cfg: DictConfig) -> dict:
     x = generate(
         module, sampler, labels=labels, num_samples=cfg.num_samples, seed=cfg.seed,
         batch_size=cfg.batch_size, guidance_scale=cfg.guidance.scale, use_ema=cfg.use_ema,
+        progress=f"sampling ({sampler.steps} steps)",
     )
     seconds = time.perf_counter() - start
     run_dir = Path(cfg.paths.run_dir)
