@@ -13,7 +13,7 @@ help:  ## list the targets
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,cluster]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,cluster,bench]"
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project (pinned by constraints.txt)

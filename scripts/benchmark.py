@@ -1,123 +1,296 @@
-"""Throughput benchmarks: python scripts/benchmark.py [--models unet_small dit_s_2] [--json out.json]
+"""Throughput benchmarks: python scripts/benchmark.py [--json out.json] [--readme]
 
-For each backbone: training images/s for a full optimizer step (forward, loss, backward, AdamW),
-sampling images/s per network evaluation (CFG as one batched forward), parameter count and, on
-CUDA, peak memory. Median of --repeats timed runs after --warmup untimed ones.
+Sections (each a table; --json writes them all with a description of the machine):
+  throughput  training images/s for a full optimizer step (forward, loss, backward, AdamW),
+              sampling images/s per network evaluation (CFG as one batched forward), achieved
+              GFLOP/s, parameters and (CUDA) peak memory, per backbone preset.
+  diffusers   the same training step, same batch, same input and precision, for diffusion-lab's
+              U-Net and diffusers' UNet2DModel in the DDPM CIFAR-10 configuration (35.7M
+              parameters each), and DiT-S/2 against DiTTransformer2DModel; the ratio of the two.
+              Needs the bench extra: pip install -e '.[bench]'.
+  options     the DDPM CIFAR-10 U-Net with one option changed at a time: channels_last,
+              attention without scaled_dot_product_attention, bf16 autocast, torch.compile,
+              fused AdamW, and CFG as two forwards instead of one batched forward.
+Median of --repeats timed runs after --warmup untimed ones. --readme rewrites the Benchmarks
+section of README.md (between its markers) from the results (or from --from-json FILE).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion_lab.backbones import DiT, UNet
+from diffusion_lab.bench.readme import machine_description, write_readme_section
+from diffusion_lab.bench.timing import count_flops, median_seconds, native_bf16
 from diffusion_lab.guidance import classifier_free
-from diffusion_lab.objectives import DenoisingObjective
 from diffusion_lab.parametrization import EpsPrediction
 from diffusion_lab.precond import VPDenoiser
 from diffusion_lab.schedules import cosine_schedule
 
+ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
     # name: (constructor, input shape (C, H, W), default batch)
     "unet_small": (lambda: UNet(image_size=8, in_channels=1, base_channels=32, channel_mult=(1, 2),
                                 attention_resolutions=(4,), num_heads=4, groups=8, num_classes=10),
                    (1, 8, 8), 128),
-    "unet_ddpm_cifar10": (lambda: UNet.ddpm_cifar10(num_classes=10), (3, 32, 32), 8),
+    "unet_tiny": (lambda: UNet(image_size=8, in_channels=1, base_channels=16, channel_mult=(1, 2),
+                               num_res_blocks=1, attention_resolutions=(4,), num_heads=1, groups=8,
+                               dropout=0.0, scale_shift_norm=False),
+                  (1, 8, 8), 32),
+    "unet_ddpm_cifar10": (lambda: UNet.ddpm_cifar10(), (3, 32, 32), 8),
     "dit_s_2": (lambda: DiT(image_size=32, patch_size=2, in_channels=4, hidden_size=384, depth=12,
-                            num_heads=6, num_classes=10), (4, 32, 32), 8),
+                            num_heads=6, num_classes=1000, learn_sigma=True), (4, 32, 32), 8),
+}
+# diffusion-lab preset -> (diffusers builder, how to call it, parameter-matched?)
+DIFFUSERS_PAIRS = {
+    "unet_ddpm_cifar10": ("unet2d_ddpm_cifar10", "call_unet2d", True),
+    "unet_tiny": ("unet2d_tiny", "call_unet2d", True),
+    "dit_s_2": ("dit_s_2", "call_dit", False),
 }
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def _call_ours(net, x, t, y):
+    return net(x, t, y) if getattr(net, "num_classes", 0) else net(x, t)
 
 
-def timed(fn, device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def train_step(net, call, x, t, y, eps, bf16: bool, fused: bool | None = None):
+    """One optimizer step of the eps-prediction loss (MSE in fp32), closed over fixed inputs."""
+    kwargs = {"fused": True} if fused else {}
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, **kwargs)
+    out_ch = x.shape[1]
 
-
-def bench_model(name, device, batch, warmup, repeats, bf16: bool) -> dict:
-    make, shape, default_batch = MODELS[name]
-    batch = batch or default_batch
-    torch.manual_seed(0)
-    net = make().to(device)
-    schedule = cosine_schedule()
-    objective = DenoisingObjective(schedule, EpsPrediction())
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x0 = torch.randn(batch, *shape, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-    def train_step():
-        with autocast:
-            loss = objective(net, x0, y).loss
+    def step():
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = call(net, x, t, y)
+        loss = F.mse_loss(out[:, :out_ch].float(), eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    return step
+
+
+def inputs(shape, batch, device, channels_last=False):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *shape, generator=g).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    t = torch.randint(0, 1000, (batch,), generator=g).to(device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(device)
+    eps = torch.randn(batch, *shape, generator=g).to(device)
+    return x, t, y, eps
+
+
+def train_figures(net, call, shape, batch, device, args, bf16=False, channels_last=False,
+                  fused=None) -> dict:
+    x, t, y, eps = inputs(shape, batch, device, channels_last)
+    step = train_step(net, call, x, t, y, eps, bf16, fused)
+    flops = count_flops(step)  # also the first warm-up step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t_train = timed(train_step, device, warmup, repeats)
+    seconds = median_seconds(step, device, args.warmup, args.repeats)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return {"train_img_per_s": round(batch / seconds, 2), "gflop_per_img": round(flops / batch / 1e9, 2),
+            "gflop_per_s": round(flops / seconds / 1e9, 1),
+            "peak_mem_MiB": None if peak is None else round(peak, 1)}
 
-    denoiser = classifier_free(VPDenoiser(net.eval(), schedule, EpsPrediction()), 3.0, 10)
+
+def sampling_img_per_nfe_s(net, shape, batch, device, args, bf16=False, two_forwards=False) -> float:
+    """Guided (w=3) network evaluations: images per second per NFE."""
+    x, _, y, _ = inputs(shape, batch, device)
+    base = VPDenoiser(net.eval(), cosine_schedule(), EpsPrediction())
     sigma = torch.full((batch,), 10.0, device=device)
+    null = torch.full_like(y, 10)
+    guided = classifier_free(base, 3.0, 10)
 
     @torch.no_grad()
     def nfe():
-        with autocast:
-            denoiser(x0, sigma, y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            if two_forwards:
+                d_c, d_u = base(x, sigma, y), base(x, sigma, null)
+                return d_u + 3.0 * (d_c - d_u)
+            return guided(x, sigma, y)
 
-    t_nfe = timed(nfe, device, warmup, repeats)
-    return {
-        "model": name,
-        "device": device.type,
-        "precision": "bf16-autocast" if bf16 else "fp32",
-        "batch": batch,
-        "params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 2),
-        "train_img_per_s": round(batch / t_train, 1),
-        "sample_img_nfe_per_s": round(batch / t_nfe, 1),
-        "peak_mem_MiB": None if peak is None else round(peak, 1),
-    }
+    seconds = median_seconds(nfe, device, args.warmup, args.repeats)
+    net.train()
+    return round(batch / seconds, 1)
+
+
+def throughput(args, device) -> list[dict]:
+    rows = []
+    for name in args.models:
+        make, shape, default_batch = MODELS[name]
+        batch = args.batch or default_batch
+        torch.manual_seed(0)
+        net = make().to(device)
+        row = {"model": name, "device": device.type, "precision": "bf16-autocast" if args.bf16 else "fp32",
+               "batch": batch, "params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 2)}
+        row.update(train_figures(net, _call_ours, shape, batch, device, args, bf16=args.bf16))
+        if getattr(net, "num_classes", 0):
+            row["sample_img_nfe_per_s"] = sampling_img_per_nfe_s(net, shape, batch, device, args, args.bf16)
+        rows.append(row)
+    return rows
+
+
+def versus_diffusers(args, device) -> list[dict]:
+    from diffusion_lab.bench import diffusers_models
+
+    rows = []
+    for name in args.diffusers:
+        builder, caller, matched = DIFFUSERS_PAIRS[name]
+        make, shape, default_batch = MODELS[name]
+        batch = args.batch or default_batch
+        for bf16 in ([False, True] if native_bf16(device) else [False]):
+            torch.manual_seed(0)
+            ours = make().to(device)
+            torch.manual_seed(0)
+            theirs = getattr(diffusers_models, builder)().to(device)
+            a = train_figures(ours, _call_ours, shape, batch, device, args, bf16=bf16)
+            b = train_figures(theirs, getattr(diffusers_models, caller), shape, batch, device, args,
+                              bf16=bf16)
+            rows.append({
+                "model": name, "precision": "bf16-autocast" if bf16 else "fp32", "batch": batch,
+                "params_ours": sum(p.numel() for p in ours.parameters()),
+                "params_diffusers": sum(p.numel() for p in theirs.parameters()),
+                "param_matched": matched,
+                "ours_img_per_s": a["train_img_per_s"], "diffusers_img_per_s": b["train_img_per_s"],
+                "ours_gflop_per_s": a["gflop_per_s"], "diffusers_gflop_per_s": b["gflop_per_s"],
+                "ratio": round(a["train_img_per_s"] / b["train_img_per_s"], 3),
+            })
+            del ours, theirs
+    return rows
+
+
+def options(args, device) -> list[dict]:
+    """The DDPM U-Net (or --options-model) with one option changed at a time."""
+    name = args.options_model
+    make, shape, default_batch = MODELS[name]
+    batch = args.batch or default_batch
+    rows = []
+
+    def fresh():
+        torch.manual_seed(0)
+        return make().to(device)
+
+    def add(option, train=None, sample=None, note=""):
+        rows.append({"option": option, "train_img_per_s": train, "sample_img_nfe_per_s": sample,
+                     "note": note})
+
+    net = fresh()
+    add("baseline (fp32, SDPA, CFG batched)",
+        train_figures(net, _call_ours, shape, batch, device, args)["train_img_per_s"],
+        sampling_img_per_nfe_s(net, shape, batch, device, args))
+    net = fresh().to(memory_format=torch.channels_last)
+    add("channels_last", train_figures(net, _call_ours, shape, batch, device, args,
+                                       channels_last=True)["train_img_per_s"])
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        net = fresh()
+        add("attention: math kernel instead of SDPA's",
+            train_figures(net, _call_ours, shape, batch, device, args)["train_img_per_s"])
+    if native_bf16(device):
+        net = fresh()
+        add("bf16 autocast", train_figures(net, _call_ours, shape, batch, device, args,
+                                           bf16=True)["train_img_per_s"],
+            sampling_img_per_nfe_s(net, shape, batch, device, args, bf16=True))
+    else:
+        add("bf16 autocast", note="skipped: no native bf16 on this device (emulated, ~100x slower)")
+    if device.type == "cuda":
+        net = fresh()
+        add("fused AdamW", train_figures(net, _call_ours, shape, batch, device, args,
+                                         fused=True)["train_img_per_s"])
+    else:
+        add("fused AdamW", note="skipped: CUDA only")
+    if args.compile:
+        net = torch.compile(fresh())
+        add("torch.compile", train_figures(net, _call_ours, shape, batch, device, args)["train_img_per_s"],
+            note="after compilation (excluded from the timing)")
+    else:
+        add("torch.compile", note="not run (pass --compile; compiling takes minutes on a CPU)")
+    net = fresh()
+    add("CFG as two forwards", sample=sampling_img_per_nfe_s(net, shape, batch, device, args,
+                                                             two_forwards=True))
+    return rows
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    print(f"\n## {title}")
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["unet_small", "dit_s_2"], choices=sorted(MODELS))
+    p.add_argument("--models", nargs="*", default=["unet_small", "unet_ddpm_cifar10", "dit_s_2"],
+                   choices=sorted(MODELS))
+    p.add_argument("--diffusers", nargs="*", default=None, choices=sorted(DIFFUSERS_PAIRS),
+                   help="side by side with diffusers (default: unet_ddpm_cifar10 dit_s_2 when "
+                        "diffusers is installed; pass no names to skip)")
+    p.add_argument("--options", action="store_true", help="measure each option on and off")
+    p.add_argument("--options-model", default="unet_ddpm_cifar10", choices=sorted(MODELS))
+    p.add_argument("--compile", action="store_true", help="include torch.compile in --options")
+    p.add_argument("--samplers", action="store_true",
+                   help="the sampler-efficiency table against diffusers' schedulers (also on "
+                        "whenever the diffusers table is)")
+    p.add_argument("--max-nfe", type=int, default=10, help="NFE budget of the sampler table")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: per model)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast instead of fp32")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast in the throughput table")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--readme", action="store_true", help="rewrite README.md's Benchmarks section")
+    p.add_argument("--from-json", default=None, help="with --readme: results from this file")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
-    rows = [bench_model(m, device, args.batch, args.warmup, args.repeats, args.bf16) for m in args.models]
-    cols = list(rows[0])
-    print(" | ".join(cols))
-    for r in rows:
-        print(" | ".join(str(r[c]) for c in cols))
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+    else:
+        device = torch.device(args.device)
+        if args.diffusers is None:
+            try:
+                import diffusers  # noqa: F401
+
+                args.diffusers = ["unet_ddpm_cifar10", "dit_s_2"]
+            except ImportError:
+                print("diffusers not installed (pip install -e '.[bench]'): no side-by-side table")
+                args.diffusers = []
+        result = {
+            "machine": machine_description(device),
+            "settings": {"warmup": args.warmup, "repeats": args.repeats, "batch": args.batch},
+            "throughput": throughput(args, device),
+            "diffusers": versus_diffusers(args, device) if args.diffusers else [],
+            "options": options(args, device) if args.options else [],
+        }
+        if args.diffusers or args.samplers:
+            from diffusion_lab.bench.diffusers_schedulers import sampler_efficiency
+
+            result["samplers"] = sampler_efficiency(max_nfe=args.max_nfe)
+    print(f"machine: {result['machine']}")
+    print_table("throughput", result["throughput"])
+    print_table("side by side with diffusers (training step)", result["diffusers"])
+    print_table(f"options ({args.options_model})", result["options"])
+    if result.get("samplers"):
+        s = result["samplers"]
+        print_table(f"sampler efficiency: W2 at <= {s['max_nfe']} NFE", s["rows"])
+        print(f"best diffusion-lab / best diffusers W2: {s['ratio']}")
     if args.json:
-        meta = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-                "threads": torch.get_num_threads()}
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": rows}, f, indent=2)
-    return rows
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.readme:
+        write_readme_section(ROOT / "README.md", result)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""The Benchmarks section of README.md, generated from the benchmark results (JSON)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def machine_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = "unknown CPU"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    what = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            what = platform.processor() or platform.machine()
+        cap = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")()
+        what += f", {os.cpu_count()} cores, {torch.get_num_threads()} threads, {cap}"
+    return f"{what}; torch {torch.__version__}"
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
+    if not rows:
+        return []
+    out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join("" if r.get(k) is None else str(r.get(k)) for k, _ in cols) + " |")
+    return out + [""]
+
+
+def render(result: dict) -> str:
+    lines = [f"Measured by `python scripts/benchmark.py --options --readme` on: {result['machine']}.",
+             (f"Median of {result['settings']['repeats']} timed runs after "
+             f"{result['settings']['warmup']} warm-up runs."), ""]
+    if result.get("throughput"):
+        lines += ["Training step (forward, eps-MSE, backward, AdamW) and guided sampling evaluations:", ""]
+        lines += _table(result["throughput"], [
+            ("model", "model"), ("params_M", "params (M)"), ("precision", "precision"),
+            ("batch", "batch"), ("train_img_per_s", "train img/s"),
+            ("gflop_per_s", "GFLOP/s"), ("sample_img_nfe_per_s", "sample img/s per NFE"),
+            ("peak_mem_MiB", "peak MiB")])
+    if result.get("diffusers"):
+        lines += [("Side by side with diffusers, same process, batch, input and precision (ratio = "
+                  "diffusion-lab / diffusers training throughput):"), ""]
+        lines += _table(result["diffusers"], [
+            ("model", "model"), ("precision", "precision"), ("batch", "batch"),
+            ("params_ours", "params (ours)"), ("params_diffusers", "params (diffusers)"),
+            ("ours_img_per_s", "ours img/s"), ("diffusers_img_per_s", "diffusers img/s"),
+            ("ours_gflop_per_s", "ours GFLOP/s"), ("diffusers_gflop_per_s", "diffusers GFLOP/s"),
+            ("ratio", "ratio")])
+    if result.get("options"):
+        lines += ["One option changed at a time (DDPM CIFAR-10 U-Net):", ""]
+        lines += _table(result["options"], [
+            ("option", "option"), ("train_img_per_s", "train img/s"),
+            ("sample_img_nfe_per_s", "sample img/s per NFE"), ("note", "note")])
+    if result.get("samplers"):
+        s = result["samplers"]
+        lines += [(f"Sampler efficiency: W2 to the data law at <= {s['max_nfe']} NFE on Gaussian data "
+                  f"(dim {s['dim']}, exact noise predictor, exact output law), best spacing and step "
+                  "count per solver; diffusers' schedulers get the same betas and predictor:"), ""]
+        lines += _table(s["rows"], [("schedule", "schedule"), ("library", "library"),
+                                    ("solver", "solver"), ("config", "spacing"),
+                                    ("nfe", "NFE"), ("w2", "W2")])
+        lines += [f"Best diffusion-lab / best diffusers W2: {s['ratio']}.", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_readme_section(readme: Path, result: dict) -> None:
+    """Replace the text between the benchmark markers of ``readme``, and nothing else."""
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} markers")
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    readme.write_text(pattern.sub(lambda m: f"{START}\n{render(result)}{END}", text, count=1))
