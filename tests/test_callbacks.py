@@ -30,7 +30,7 @@ from diffusion_lab.callbacks import (
     XtStrip,
 )
 from diffusion_lab.callbacks.mode_coverage import coverage_stats
-from diffusion_lab.callbacks.xt_strip import nearest_steps
+from diffusion_lab.callbacks.xt_strip import nearest_steps, strip_sampler
 from diffusion_lab.metrics import load_or_train_classifier
 from diffusion_lab.noise import initial_noise
 from diffusion_lab.tasks.build import build_datamodule, build_module
@@ -134,7 +134,7 @@ def test_loss_by_timestep_consumes_each_batch_once_and_logs_only_at_its_steps(tm
 
 
 def test_nearest_steps_pick_the_grid_levels_closest_to_each_t(make_cfg):
-    cfg = make_cfg(*SMALL_UNET, "sampler.steps=20")
+    cfg = make_cfg(*SMALL_UNET, "sampler.steps=20", "sampler/spacing=uniform")
     module = build_module(cfg)
     sigmas = module.sampler.sigmas(module.schedule)  # trailing: t = 999, 949, ..., 49
     assert nearest_steps(module.schedule, sigmas, [999, 749.25, 499.5, 249.75, 0]) == [
@@ -155,7 +155,10 @@ def test_xt_strip_columns_follow_the_trajectory_and_the_forward_process(make_cfg
                                atol=1e-5, rtol=1e-5)
     # t = 0: the sample the same seeds give without a recorder.
     labels = torch.arange(n) % module.num_classes
-    torch.testing.assert_close(s["reverse_xt"][-1], module.sample(labels=labels, seed=3))
+    strip_spec = strip_sampler(module.sampler)  # the run's solver, on the uniform grid
+    assert strip_spec.solver is module.sampler.solver and strip_spec.steps == 20
+    torch.testing.assert_close(s["reverse_xt"][-1],
+                               module.sample(labels=labels, seed=3, sampler=strip_spec))
     torch.testing.assert_close(s["reverse_x0_hat"][-1], s["reverse_xt"][-1])
     # Forward columns: x_t = sqrt(ab) x0 + sqrt(1 - ab) noise with ONE noise draw per image.
     torch.testing.assert_close(s["forward"][-1], x0)

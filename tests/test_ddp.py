@@ -69,7 +69,7 @@ def test_two_processes_generate_the_same_samples_as_one(tmp_path):
     assert two[0].shape == one.shape == (23, 1, 8, 8)
     # Same samples in the same order; the batch composition differs (23 vs 4 rows), which
     # only changes float rounding.
-    torch.testing.assert_close(two[0], one, rtol=0, atol=1e-5)
+    torch.testing.assert_close(two[0], one, rtol=0, atol=1e-4)
     assert (one[0] - one[1]).abs().max() > 0.1  # not a constant output
 
 

@@ -21,9 +21,9 @@ import logging
 import time
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 
+from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.callbacks.sample_grid import grid_labels
 from diffusion_lab.lit.generate import generate, process_group_size
 from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
@@ -80,7 +80,7 @@ def generate_batched(module, labels: torch.Tensor | None, num_samples: int, *, s
                     distributed=True)
 
 
-class GuidanceSweep(L.Callback):
+class GuidanceSweep(PeriodicMetric):
     def __init__(
         self,
         scales: Sequence[float] = (1.0, 2.0, 3.0, 5.0, 7.0),
@@ -97,18 +97,13 @@ class GuidanceSweep(L.Callback):
             raise ValueError(f"scales must be a non-empty list of w >= 0, got {scales}")
         if samples_per_class < 1 or batch_size < 1:
             raise ValueError("samples_per_class and batch_size must be >= 1")
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1 or null, got {every_n_steps}")
+        super().__init__(every_n_steps, at_train_end, min_step)
         self.scales = [float(w) for w in scales]
         self.samples_per_class = samples_per_class
         self.seed = seed
-        self.every_n_steps = every_n_steps
-        self.at_train_end = at_train_end
-        self.min_step = min_step  # earlier (debug runs, smoke tests): skipped
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.dataset_name = dataset_name
-        self.last: dict | None = None  # the last sweep's rows and paths, for tests
         self._skip_logged = False
 
     def _skip(self, reason: str) -> None:
@@ -151,10 +146,7 @@ class GuidanceSweep(L.Callback):
     def make(self, trainer, module) -> None:
         # Every rank takes the same branch (step and data are the same everywhere) and draws
         # its share of the samples; rank 0 alone judges and logs.
-        if trainer.global_step < self.min_step:
-            if trainer.is_global_zero:
-                log.info("%s skipped at step %d: runs before step min_step=%d measure an untrained "
-                         "model", type(self).__name__, trainer.global_step, self.min_step)
+        if self.too_early(trainer):
             return
         reason = ("the model is unconditional (w needs class labels)" if module.num_classes == 0
                   else why_no_classifier(trainer))
@@ -202,13 +194,3 @@ class GuidanceSweep(L.Callback):
         upscale = max(1, 32 // tiles.shape[-1])
         grid = make_grid(tiles, nrow=len(xs), upscale=upscale)
         return label_columns(grid, [f"w={w:g}" for w in results], tiles.shape[-1] * upscale)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step, every = trainer.global_step, self.every_n_steps
-        if (every and step > 0 and step % every == 0 and step < (trainer.max_steps or -1)
-                and (self.last is None or self.last["step"] != step)):
-            self.make(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if self.at_train_end:
-            self.make(trainer, pl_module)

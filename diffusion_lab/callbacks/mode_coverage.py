@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 
-import lightning as L
 import torch
 from torch import Tensor
 
@@ -31,6 +30,7 @@ from diffusion_lab.callbacks.guidance_sweep import (
     generate_batched,
     why_no_classifier,
 )
+from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def coverage_stats(counts: Tensor, data_fractions: Tensor, min_fraction: float =
     }
 
 
-class ModeCoverage(L.Callback):
+class ModeCoverage(PeriodicMetric):
     def __init__(
         self,
         num_samples: int = 200,
@@ -68,18 +68,13 @@ class ModeCoverage(L.Callback):
     ):
         if num_samples < 2 or batch_size < 1:
             raise ValueError("num_samples must be >= 2 and batch_size >= 1")
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1 or null, got {every_n_steps}")
+        super().__init__(every_n_steps, at_train_end, min_step)
         self.num_samples = num_samples
         self.seed = seed
-        self.every_n_steps = every_n_steps
-        self.at_train_end = at_train_end
-        self.min_step = min_step  # earlier (debug runs, smoke tests): skipped
         self.min_fraction = min_fraction
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.dataset_name = dataset_name
-        self.last: dict | None = None
         self._skip_logged = False
 
     @torch.no_grad()
@@ -98,10 +93,7 @@ class ModeCoverage(L.Callback):
 
     def make(self, trainer, module) -> None:
         # Every rank takes the same branch and draws its share; rank 0 judges and logs.
-        if trainer.global_step < self.min_step:
-            if trainer.is_global_zero:
-                log.info("%s skipped at step %d: runs before step min_step=%d measure an "
-                         "untrained model", type(self).__name__, trainer.global_step, self.min_step)
+        if self.too_early(trainer):
             return
         reason = why_no_classifier(trainer)
         if reason:
@@ -136,13 +128,3 @@ class ModeCoverage(L.Callback):
         log.info("mode coverage at step %d: %s", step, stats)
         self.last = {"step": step, "counts": counts.tolist(), "stats": stats,
                      "paths": {"histogram": png, "table": table}}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step, every = trainer.global_step, self.every_n_steps
-        if (every and step > 0 and step % every == 0 and step < (trainer.max_steps or -1)
-                and (self.last is None or self.last["step"] != step)):
-            self.make(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if self.at_train_end:
-            self.make(trainer, pl_module)

@@ -4,7 +4,9 @@ process of real data at the same noise levels.
 For t in {T, 3T/4, T/2, T/4, 0} (``t_fractions`` of T - 1) three images, rows = samples,
 columns = the t values (labelled above each column and in the caption):
 
-* ``xt_strip/reverse_xt``: the sampler's x_t at the grid step nearest each t (shown in the VP
+* ``xt_strip/reverse_xt``: the run's solver, on a uniform (trailing) grid of the run's step count
+  rounded up to a multiple of 4 so that 3T/4, T/2 and T/4 are grid points (``strip_sampler``),
+  and its x_t at the grid step nearest each t (shown in the VP
   scale x_t = x / sqrt(1 + sigma^2), the scale of q(x_t | x0)); the t = 0 column is the sample;
 * ``xt_strip/reverse_x0_hat``: the denoiser's prediction of x0 at those steps;
 * ``xt_strip/forward``: x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise of real images at the same t,
@@ -25,9 +27,10 @@ import lightning as L
 import torch
 
 from diffusion_lab.callbacks.guidance_sweep import describe_sampler
+from diffusion_lab.discretization import UniformSpacing
 from diffusion_lab.loggers.media import log_image, log_table
 from diffusion_lab.noise import PerSampleNoise
-from diffusion_lab.sampling import TrajectoryRecorder
+from diffusion_lab.sampling import SamplerSpec, TrajectoryRecorder
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import label_columns, scatter_row_png
 
@@ -35,6 +38,12 @@ log = logging.getLogger(__name__)
 
 #: PerSampleNoise stream of the forward strip's noise (0 and 1 belong to the samplers).
 FORWARD_NOISE_STREAM = 2
+
+
+def strip_sampler(spec: SamplerSpec) -> SamplerSpec:
+    """The run's solver on the uniform grid of 4 * ceil(steps / 4) steps: its trailing timesteps
+    T - 1 - k T / n include 3T/4, T/2 and T/4 (whatever spacing the run samples with)."""
+    return SamplerSpec(spec.solver, UniformSpacing(), 4 * math.ceil(spec.steps / 4))
 
 
 def nearest_steps(schedule, sigmas: torch.Tensor, targets: Sequence[float]) -> list[int | None]:
@@ -76,7 +85,7 @@ class XtStrip(L.Callback):
     def strips(self, module, x0_real: torch.Tensor) -> dict:
         """Sample with a trajectory recorder; return the three strips as lists of (N, ...)
         tensors, one per column, plus the t values of the columns."""
-        schedule, spec = module.schedule, module.sampler
+        schedule, spec = module.schedule, strip_sampler(module.sampler)
         sigmas = spec.sigmas(schedule)
         targets = [f * (schedule.num_steps - 1) for f in self.t_fractions]
         steps = nearest_steps(schedule, sigmas, targets)
@@ -85,7 +94,7 @@ class XtStrip(L.Callback):
         labels = None
         if module.num_classes > 0:
             labels = torch.arange(n) % module.num_classes
-        final = module.sample(n, labels=labels, guidance_scale=self.guidance_scale,
+        final = module.sample(n, labels=labels, sampler=spec, guidance_scale=self.guidance_scale,
                               seed=self.seed, callback=recorder).cpu()
         noise = PerSampleNoise(self.seed, range(n), stream=FORWARD_NOISE_STREAM).sample(
             x0_real.shape)
@@ -122,7 +131,7 @@ class XtStrip(L.Callback):
         n = x0_real.shape[0]
         s = self.strips(module, x0_real)
         t_text = ", ".join(str(t) for t in s["t"])
-        where = f"{describe_sampler(module.sampler)}, step {step}"
+        where = f"{describe_sampler(strip_sampler(module.sampler))}, step {step}"
         titles = {
             "reverse_xt": "reverse x_t",
             "reverse_x0_hat": "reverse: predicted x0",
