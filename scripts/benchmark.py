@@ -61,6 +61,17 @@ def _call_ours(net, x, t, y):
     return net(x, t, y) if getattr(net, "num_classes", 0) else net(x, t)
 
 
+class EpsOnly(torch.nn.Module):
+    """The eps channels of a backbone that also predicts a variance (DiT's learn_sigma)."""
+
+    def __init__(self, net, channels: int) -> None:
+        super().__init__()
+        self.net, self.channels = net, channels
+
+    def forward(self, x, t, cond=None):
+        return self.net(x, t, cond)[:, : self.channels]
+
+
 def train_step(net, call, x, t, y, eps, bf16: bool, fused: bool | None = None):
     """One optimizer step of the eps-prediction loss (MSE in fp32), closed over fixed inputs."""
     kwargs = {"fused": True} if fused else {}
@@ -106,10 +117,10 @@ def train_figures(net, call, shape, batch, device, args, bf16=False, channels_la
 def sampling_img_per_nfe_s(net, shape, batch, device, args, bf16=False, two_forwards=False) -> float:
     """Guided (w=3) network evaluations: images per second per NFE."""
     x, _, y, _ = inputs(shape, batch, device)
-    base = VPDenoiser(net.eval(), cosine_schedule(), EpsPrediction())
+    base = VPDenoiser(EpsOnly(net.eval(), shape[0]), cosine_schedule(), EpsPrediction())
     sigma = torch.full((batch,), 10.0, device=device)
-    null = torch.full_like(y, 10)
-    guided = classifier_free(base, 3.0, 10)
+    null = torch.full_like(y, net.num_classes)
+    guided = classifier_free(base, 3.0, net.num_classes)
 
     @torch.no_grad()
     def nfe():
