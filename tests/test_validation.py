@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BAD_CONFIGS = [
     (["sampler.steps=0"], "sampler.steps must be >= 1, got 0"),
     (["sampler.steps=-3"], "sampler.steps must be >= 1, got -3"),
-    (["sampler.steps=2000"], "sampler.steps=2000 exceeds the schedule's 1000 timesteps"),
+    (["sampler=ddim", "sampler.steps=2000"], "sampler.steps=2000 exceeds the schedule's 1000 timesteps"),
     (["sampler.steps=ten"], "sampler.steps must be an integer >= 1, got 'ten'"),
     (["trainer.max_steps=0"], "trainer.max_steps must be >= 1, got 0"),
     (["trainer.max_steps=abc"], "trainer.max_steps must be an integer >= 1, got 'abc'"),
