@@ -106,27 +106,32 @@ def diffusers_configs(name: str) -> Iterator[tuple[str, str, bool]]:
         yield "karras", "linspace", True
 
 
+def _best_per(results: Iterator[Result]) -> list[Result]:
+    """The lowest-W2 result of each solver/scheduler name, in first-seen order."""
+    best: dict[str, Result] = {}
+    for r in results:
+        if r.scheduler not in best or r.w2 < best[r.scheduler].w2:
+            best[r.scheduler] = r
+    return list(best.values())
+
+
 def best_diffusers(oracle: GaussianOracle, schedule: NoiseSchedule, max_nfe: int) -> list[Result]:
     """Per diffusers scheduler: the configuration and step count with the lowest W2 among those
     that use at most ``max_nfe`` network evaluations."""
-    out = []
-    for name in SCHEDULERS:
-        best = None
-        for label, spacing, karras in diffusers_configs(name):
-            for steps in range(max(1, max_nfe // 2), max_nfe + 1):
-                try:
-                    sched = make_scheduler(name, schedule, spacing, karras)
-                    mean, std, nfe = diffusers_output_law(sched, oracle, schedule, steps)
-                except (ValueError, IndexError, RuntimeError, AssertionError):
-                    continue  # a spacing/step count this scheduler refuses
-                if nfe > max_nfe or not torch.isfinite(mean).all():
-                    continue
-                r = Result(name, label, steps, nfe, oracle.w2(mean, std))
-                if best is None or r.w2 < best.w2:
-                    best = r
-        if best is not None:
-            out.append(best)
-    return out
+
+    def candidates() -> Iterator[Result]:
+        for name in SCHEDULERS:
+            for label, spacing, karras in diffusers_configs(name):
+                for steps in range(1, max_nfe + 1):
+                    try:
+                        sched = make_scheduler(name, schedule, spacing, karras)
+                        mean, std, nfe = diffusers_output_law(sched, oracle, schedule, steps)
+                    except (ValueError, IndexError, RuntimeError, AssertionError):
+                        continue  # a spacing/step count this scheduler refuses
+                    if nfe <= max_nfe and torch.isfinite(mean).all():
+                        yield Result(name, label, steps, nfe, oracle.w2(mean, std))
+
+    return _best_per(candidates())
 
 
 def best_ours(oracle: GaussianOracle, schedule: NoiseSchedule, max_nfe: int, solvers: dict,
@@ -135,21 +140,17 @@ def best_ours(oracle: GaussianOracle, schedule: NoiseSchedule, max_nfe: int, sol
     (deterministic solvers only: stochastic ones need many samples to beat this)."""
     from diffusion_lab.samplers import solver_nfe
 
-    out = []
-    for name, solver in solvers.items():
-        best = None
-        for label, spacing in spacings.items():
-            for steps in range(1, max_nfe + 1):
-                nfe = solver_nfe(solver, steps)
-                if nfe > max_nfe:
-                    break
-                mean, std = affine_output_law(solver, oracle, spacing(schedule, steps), oracle.dim)
-                r = Result(name, label, steps, nfe, oracle.w2(mean, std))
-                if best is None or r.w2 < best.w2:
-                    best = r
-        if best is not None:
-            out.append(best)
-    return out
+    def candidates() -> Iterator[Result]:
+        for name, solver in solvers.items():
+            for label, spacing in spacings.items():
+                for steps in range(1, max_nfe + 1):
+                    nfe = solver_nfe(solver, steps)
+                    if nfe > max_nfe:
+                        break
+                    mean, std = affine_output_law(solver, oracle, spacing(schedule, steps), oracle.dim)
+                    yield Result(name, label, steps, nfe, oracle.w2(mean, std))
+
+    return _best_per(candidates())
 
 
 def sampler_efficiency(max_nfe: int = 10, dim: int = 16, seed: int = 0) -> dict:
