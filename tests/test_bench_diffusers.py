@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_bench import load_script
 
+from diffusion_lab.bench.timing import native_bf16
 from diffusion_lab.oracle import GaussianOracle, affine_output_law
 
 pytest.importorskip("diffusers")
@@ -34,10 +35,15 @@ def test_diffusers_side_by_side_runs_at_tiny_size():
     bench = load_script("benchmark")
     result = bench.main(["--models", "--diffusers", "unet_tiny", "--warmup", "0", "--repeats", "1",
                          "--batch", "2", "--max-nfe", "4"])
-    (row,) = result["diffusers"]
-    assert row["params_ours"] == row["params_diffusers"] == 176_849 and row["param_matched"]
-    assert row["ratio"] == pytest.approx(row["ours_img_per_s"] / row["diffusers_img_per_s"], rel=1e-2)
-    assert row["ours_gflop_per_s"] > 0 and row["diffusers_gflop_per_s"] > 0
+    rows = result["diffusers"]
+    # fp32 always; a bf16-autocast row too where this machine runs bf16 natively
+    expected = ["fp32", "bf16-autocast"] if native_bf16(torch.device("cpu")) else ["fp32"]
+    assert [row["precision"] for row in rows] == expected
+    for row in rows:
+        assert row["params_ours"] == row["params_diffusers"] == 176_849 and row["param_matched"]
+        assert row["ratio"] == pytest.approx(row["ours_img_per_s"] / row["diffusers_img_per_s"],
+                                             rel=1e-2)
+        assert row["ours_gflop_per_s"] > 0 and row["diffusers_gflop_per_s"] > 0
 
 
 @pytest.mark.parametrize("schedule_name", ["cosine", "linear"])
