@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_lab.tasks.compare import CompareError, write_report
+from diffusion_lab.reports.compare import CompareError, write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ Writes summary.md / summary.json (one row per job) and fid_vs_nfe.png / fid_vs_w
 import argparse
 import sys
 
-from diffusion_lab.tasks.sweep_summary import summarize
+from diffusion_lab.reports.sweep_summary import summarize
 
 
 def main(argv=None) -> int:

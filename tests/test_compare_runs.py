@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from diffusion_lab.tasks.compare import (
+from diffusion_lab.reports.compare import (
     CompareError,
     config_diff,
     discover_runs,
     load_runs,
     write_report,
 )
-from diffusion_lab.tasks.run_records import load_history, read_guidance_sweep, wandb_chunks
+from diffusion_lab.reports.run_records import load_history, read_guidance_sweep, wandb_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))

@@ -22,7 +22,7 @@ from diffusion_lab.samplers import (
     heun,
     solver_nfe,
 )
-from diffusion_lab.sampling import SamplerSpec
+from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
 
 SOLVERS = {

@@ -30,7 +30,7 @@ from diffusion_lab.callbacks.guidance_sweep import describe_sampler
 from diffusion_lab.discretization import UniformSpacing
 from diffusion_lab.loggers.media import log_image, log_table
 from diffusion_lab.noise import PerSampleNoise
-from diffusion_lab.sampling import SamplerSpec, TrajectoryRecorder
+from diffusion_lab.sampler_spec import SamplerSpec, TrajectoryRecorder
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import label_columns, scatter_row_png
 

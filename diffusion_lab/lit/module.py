@@ -24,7 +24,7 @@ from diffusion_lab.lit.ema import EMA
 from diffusion_lab.lit.nonfinite import NonFiniteGuard, grads_finite
 from diffusion_lab.objectives import DenoisingObjective
 from diffusion_lab.precond import VPDenoiser, clip_denoised
-from diffusion_lab.sampling import SamplerSpec
+from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.schedules import NoiseSchedule
 
 DEFAULT_OPTIMIZER = partial(torch.optim.AdamW, lr=2e-4)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffusion_lab.tasks.run_records import (
+from diffusion_lab.reports.run_records import (
     History,
     eval_points,
     final_grid,

@@ -1,4 +1,6 @@
-"""Stochastic samplers: DDIM with eta > 0 and DDPM ancestral sampling, written in sigma space.
+"""The VP chain's own steps: DDIM (any eta) and DDPM ancestral sampling, written in sigma space.
+
+These are discrete-chain updates, not SDE solvers.
 
 Every step is x' = D + c (x - D) + sigma_up z with z = noise(x); only (c, sigma_up) differ. The step
 to sigma' = 0 returns D (no noise). ``noise`` must be given (e.g. PerSampleNoise(seed, idx, 1))

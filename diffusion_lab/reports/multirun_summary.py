@@ -64,7 +64,7 @@ def summarize_any_sweep(sweep_dir: str | Path) -> dict[str, Any]:
     """A sampling sweep's summary when its jobs wrote sample_info.json, else a training one."""
     sweep_dir = Path(sweep_dir)
     if any(sweep_dir.glob("*/sample_info.json")):
-        from diffusion_lab.tasks.sweep_summary import summarize
+        from diffusion_lab.reports.sweep_summary import summarize
 
         return summarize(sweep_dir)
     return summarize_training_sweep(sweep_dir)
