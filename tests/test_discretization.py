@@ -16,8 +16,8 @@ from diffusion_lab.discretization import (
 )
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.oracle import GaussianOracle
-from diffusion_lab.samplers import ddim, ddpm, ddpm_large_variance, dpmpp_2m, euler, heun
 from diffusion_lab.sampler_spec import SamplerSpec, TrajectoryRecorder
+from diffusion_lab.samplers import ddim, ddpm, ddpm_large_variance, dpmpp_2m, euler, heun
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
 
 INTEGER = [UniformSpacing(), LeadingSpacing(), LeadingSpacing(offset=1), QuadraticSpacing()]

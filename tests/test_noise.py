@@ -10,8 +10,8 @@ from diffusion_lab.noise import PerSampleNoise, initial_noise, mix_seed
 from diffusion_lab.oracle import GaussianOracle
 from diffusion_lab.parametrization import EpsPrediction
 from diffusion_lab.precond import VPDenoiser
-from diffusion_lab.samplers import ddim, ddpm, euler
 from diffusion_lab.sampler_spec import SamplerSpec
+from diffusion_lab.samplers import ddim, ddpm, euler
 from diffusion_lab.schedules import linear_schedule
 
 

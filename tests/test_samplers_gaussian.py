@@ -12,6 +12,7 @@ from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.oracle import GaussianOracle, affine_output_law
 from diffusion_lab.parametrization import EpsPrediction, VPrediction, X0Prediction
 from diffusion_lab.precond import VPDenoiser
+from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.samplers import (
     count_nfe,
     ddim,
@@ -22,7 +23,6 @@ from diffusion_lab.samplers import (
     heun,
     solver_nfe,
 )
-from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
 
 SOLVERS = {

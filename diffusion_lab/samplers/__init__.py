@@ -8,8 +8,8 @@ NFE on a grid of n steps: euler, dpmpp_2m, ddim, ddpm, ddpm_large_variance: n; h
 """
 
 from diffusion_lab.samplers._common import CountingDenoiser, count_nfe, solver_nfe
-from diffusion_lab.samplers.ode import dpmpp_2m, euler, heun
 from diffusion_lab.samplers.ddim_ddpm import ddim, ddpm, ddpm_large_variance
+from diffusion_lab.samplers.ode import dpmpp_2m, euler, heun
 
 __all__ = [
     "CountingDenoiser",
