@@ -68,6 +68,7 @@ class LeadingSpacing(_IntegerSpacing):
     """ "Leading" spacing (DDIM / Stable Diffusion): t = arange(n) * (T // n) + offset, descending.
 
     Never reaches T-1 when T/n is not an integer (or offset = 0): the first step is not pure noise.
+    One step (n = 1) is the single level T-1.
     """
 
     def __init__(self, offset: int = 0) -> None:
@@ -77,6 +78,8 @@ class LeadingSpacing(_IntegerSpacing):
 
     def timesteps(self, num_train_steps: int, num_steps: int) -> Tensor:
         n = self._checked_timesteps(num_train_steps, num_steps)
+        if n == 1:  # arange(1) would be t = 0: one step from almost clean data returns the noise
+            return torch.tensor([num_train_steps - 1])
         ts = torch.arange(n, dtype=torch.int64) * (num_train_steps // n) + self.offset
         if ts[-1] > num_train_steps - 1:
             raise ValueError(
@@ -93,6 +96,7 @@ class QuadraticSpacing(_IntegerSpacing):
 
     Where squares collide at small t (n - 1 > sqrt(0.8 T)), each timestep is raised to
     previous + 1 so the n timesteps stay distinct (DDIM's code would repeat steps instead).
+    One step (n = 1) is the ramp's top, floor(fraction T).
     """
 
     def __init__(self, fraction: float = 0.8) -> None:
@@ -103,6 +107,8 @@ class QuadraticSpacing(_IntegerSpacing):
     def timesteps(self, num_train_steps: int, num_steps: int) -> Tensor:
         n = self._checked_timesteps(num_train_steps, num_steps)
         top = math.sqrt(self.fraction * num_train_steps)
+        if n == 1:  # linspace(0, top, 1) = [0] would start (and end) at clean data
+            return torch.tensor([min(math.floor(top**2), num_train_steps - 1)])
         ts = (torch.linspace(0.0, top, n, dtype=torch.float64) ** 2).floor().long().tolist()
         for k in range(1, n):
             ts[k] = max(ts[k], ts[k - 1] + 1)

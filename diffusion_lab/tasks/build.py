@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from diffusion_lab.lit.module import DiffusionModule
 from diffusion_lab.lit.nonfinite import first_nonfinite
@@ -45,6 +45,16 @@ def build_module(cfg: DictConfig) -> DiffusionModule:
 
 def build_sampler(cfg: DictConfig):
     return instantiate(cfg.sampler, _convert_="all")
+
+
+def adopt_checkpoint_schedule(cfg: DictConfig, ckpt: dict) -> None:
+    """Give a sampling config (sample.py, evaluate.py) the schedule the checkpoint was trained
+    with, so ``sampler.steps: ${schedule.num_steps}`` (sampler=ddpm) resolves to its T."""
+    stored = (ckpt.get("diffusion_lab_config") or {}).get("schedule")
+    if stored is None or "schedule" in cfg:
+        return
+    with open_dict(cfg):
+        cfg.schedule = OmegaConf.create(stored)
 
 
 def build_datamodule(cfg: DictConfig):

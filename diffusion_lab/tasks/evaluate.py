@@ -120,12 +120,17 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     """scripts/evaluate.py: rebuild the checkpoint's model and data, then evaluate_module."""
     from omegaconf import OmegaConf
 
-    from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
+    from diffusion_lab.tasks.build import (
+        adopt_checkpoint_schedule,
+        build_sampler,
+        module_from_checkpoint,
+    )
     from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
     from diffusion_lab.tasks.validate import validate_sampling
 
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt).to(cfg.device)
+    adopt_checkpoint_schedule(cfg, ckpt)
     validate_sampling(cfg, module.schedule.num_steps)
     module.sampler = build_sampler(cfg)
     train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
