@@ -16,7 +16,14 @@ from torch import Tensor
 
 from diffusion_lab.schedules import NoiseSchedule
 
-__all__ = ["KarrasSpacing", "LeadingSpacing", "LogSNRSpacing", "QuadraticSpacing", "UniformSpacing"]
+__all__ = [
+    "KarrasSpacing",
+    "LeadingSpacing",
+    "LogSNRSpacing",
+    "QuadraticSpacing",
+    "UniformSpacing",
+    "usable_sigma_max",
+]
 
 
 def _check_count(num_steps: int) -> int:
@@ -118,16 +125,41 @@ class QuadraticSpacing(_IntegerSpacing):
         return f"QuadraticSpacing(fraction={self.fraction})"
 
 
-class _ContinuousSpacing:
-    """Base of spacings placing sigmas in [sigma_min, sigma_max] (default: the schedule's range)."""
+def usable_sigma_max(schedule: NoiseSchedule, max_jump: float = 1.0) -> float:
+    """The top of the schedule's sigmas without its clipped tail: the largest sigma_t below which
+    no training step multiplies sigma by more than e^max_jump.
 
-    def __init__(self, sigma_min: float | None = None, sigma_max: float | None = None) -> None:
+    The cosine schedule clips its last beta at 0.999, so sigma jumps from ~642 at t = T-2 to
+    ~20,300 at T-1 (log ratio 3.45; every other step < 0.7): a grid spread up to 20,300 spends a
+    quarter of its levels (log-SNR) or half (Karras, rho = 7) on a region where D barely changes.
+    Schedules without such a jump (linear) return sigma_max itself.
+    """
+    log_sigmas = torch.log(schedule.sigmas)
+    top = schedule.num_steps - 1
+    while top > 0 and (log_sigmas[top] - log_sigmas[top - 1]).item() > max_jump:
+        top -= 1
+    return schedule.sigmas[top].item()
+
+
+class _ContinuousSpacing:
+    """Base of spacings placing sigmas in [sigma_min, sigma_max] (default: the schedule's range).
+
+    With ``skip_tail`` (default) and no explicit sigma_max, a schedule whose last steps jump
+    (:func:`usable_sigma_max`, the cosine schedule) keeps sigma_max as the first level, where the
+    prior is defined, and places the other n - 1 levels up to the usable top: one evaluation,
+    not five (log-SNR, 20 steps) or nine (Karras), is spent in the tail.
+    """
+
+    def __init__(
+        self, sigma_min: float | None = None, sigma_max: float | None = None, skip_tail: bool = True
+    ) -> None:
         if sigma_min is not None and sigma_max is not None and not 0 < sigma_min < sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         if sigma_min is not None and sigma_min <= 0:
             raise ValueError(f"sigma_min must be > 0, got {sigma_min}")
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
+        self.skip_tail = bool(skip_tail)
 
     def _range(self, schedule: NoiseSchedule) -> tuple[float, float]:
         lo = schedule.sigma_min if self.sigma_min is None else float(self.sigma_min)
@@ -139,12 +171,19 @@ class _ContinuousSpacing:
     def __call__(self, schedule: NoiseSchedule, num_steps: int) -> Tensor:
         n = _check_count(num_steps)
         lo, hi = self._range(schedule)
+        usable = usable_sigma_max(schedule) if self.skip_tail and self.sigma_max is None else hi
+        if usable < hi and n > 2 and lo < usable:
+            return _with_zero(torch.cat([torch.tensor([hi], dtype=torch.float64),
+                                         self._levels(n - 1, lo, usable)]))
+        return _with_zero(self._levels(n, lo, hi))
+
+    def _levels(self, n: int, lo: float, hi: float) -> Tensor:
         ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
         sigmas = self._place(ramp, lo, hi)
         sigmas[0] = hi  # exact endpoints: sigma_max must map back to t = T-1 exactly
         if n > 1:
             sigmas[-1] = lo
-        return _with_zero(sigmas)
+        return sigmas
 
     def _place(self, ramp: Tensor, lo: float, hi: float) -> Tensor:
         raise NotImplementedError
@@ -158,16 +197,23 @@ class LogSNRSpacing(_ContinuousSpacing):
         return torch.exp(math.log(hi) + ramp * (math.log(lo) - math.log(hi)))
 
     def __repr__(self) -> str:
-        return f"LogSNRSpacing(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+        return (
+            f"LogSNRSpacing(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, "
+            f"skip_tail={self.skip_tail})"
+        )
 
 
 class KarrasSpacing(_ContinuousSpacing):
     """EDM eq. (5): sigma_i = (s_max^(1/rho) + i/(n-1) (s_min^(1/rho) - s_max^(1/rho)))^rho."""
 
     def __init__(
-        self, rho: float = 7.0, sigma_min: float | None = None, sigma_max: float | None = None
+        self,
+        rho: float = 7.0,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        skip_tail: bool = True,
     ) -> None:
-        super().__init__(sigma_min, sigma_max)
+        super().__init__(sigma_min, sigma_max, skip_tail)
         if rho <= 0:
             raise ValueError(f"rho must be > 0, got {rho}")
         self.rho = float(rho)
@@ -178,5 +224,6 @@ class KarrasSpacing(_ContinuousSpacing):
 
     def __repr__(self) -> str:
         return (
-            f"KarrasSpacing(rho={self.rho}, sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+            f"KarrasSpacing(rho={self.rho}, sigma_min={self.sigma_min}, "
+            f"sigma_max={self.sigma_max}, skip_tail={self.skip_tail})"
         )

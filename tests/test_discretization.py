@@ -13,6 +13,7 @@ from diffusion_lab.discretization import (
     LogSNRSpacing,
     QuadraticSpacing,
     UniformSpacing,
+    usable_sigma_max,
 )
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.oracle import GaussianOracle
@@ -77,12 +78,12 @@ def test_continuous_closed_forms():
     sch = cosine_schedule()
     lo, hi = sch.sigma_min, sch.sigma_max
     n, rho = 9, 7.0
-    sig = KarrasSpacing(rho)(sch, n)[:-1]
+    sig = KarrasSpacing(rho, skip_tail=False)(sch, n)[:-1]
     i = torch.arange(n, dtype=torch.float64)
     ref = (hi ** (1 / rho) + i / (n - 1) * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
     assert torch.allclose(sig, ref, rtol=1e-12)
     assert sig[0].item() == hi and sig[-1].item() == lo
-    log_snr = -2 * torch.log(LogSNRSpacing()(sch, n)[:-1])
+    log_snr = -2 * torch.log(LogSNRSpacing(skip_tail=False)(sch, n)[:-1])
     assert torch.allclose(
         log_snr.diff(),
         torch.full((n - 1,), (2 * math.log(hi) - 2 * math.log(lo)) / (n - 1), dtype=torch.float64),
@@ -90,6 +91,24 @@ def test_continuous_closed_forms():
     )
     custom = KarrasSpacing(sigma_min=0.002, sigma_max=80.0)(sch, 5)
     assert custom[0].item() == 80.0 and custom[-2].item() == 0.002
+
+
+@pytest.mark.parametrize("spacing", [LogSNRSpacing, KarrasSpacing], ids=["logsnr", "karras"])
+def test_default_grid_skips_the_cosine_tail(spacing):
+    """cosine: sigma jumps 642 -> 20,291 on the last training step. The default grid keeps one
+    level up there (where the prior lives) and spreads the others over [sigma_min, 642] by the
+    spacing's own rule; the old grid had 5 (log-SNR) / 9 (Karras) of 20 levels above 642."""
+    sch = cosine_schedule()
+    usable = usable_sigma_max(sch)
+    assert usable == sch.sigmas[-2].item()
+    old, new = spacing(skip_tail=False)(sch, 20), spacing()(sch, 20)
+    assert int((old > usable * 1.001).sum()) == {LogSNRSpacing: 5, KarrasSpacing: 9}[spacing]
+    assert int((new > usable * 1.001).sum()) == 1 and new[0] == sch.sigma_max
+    assert torch.allclose(new[1:-1], spacing(sigma_max=usable)(sch, 19)[:-1], rtol=1e-12)
+    # no jump on the linear schedule: the grid is unchanged
+    lin = linear_schedule()
+    assert usable_sigma_max(lin) == lin.sigma_max
+    assert torch.equal(spacing()(lin, 20), spacing(skip_tail=False)(lin, 20))
 
 
 def test_spacing_validation():
