@@ -163,8 +163,7 @@ def comparison(budgets=(5, 10, 20), cases=("gaussian", "mixture"), schedules=("l
 
 
 def format_winners(table: dict) -> str:
-    lines = ["case      schedule  NFE  best diffusion-lab (error)  |  best diffusers (error)  "
-             "| ratio"]
+    lines = ["case      schedule  NFE  best diffusion-lab (error)  |  best diffusers (error)  | ratio"]
     for w in table["winners"]:
         ours, theirs = w["diffusion-lab"], w["diffusers"]
         floor = "" if w["floor"] is None else f"  [floor {w['floor']:.4f}]"

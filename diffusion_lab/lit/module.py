@@ -69,6 +69,7 @@ class DiffusionModule(L.LightningModule):
         self.label_dropout = label_dropout
         self.num_classes = num_classes
         self.guidance_scale = guidance_scale
+        self.guidance_rule = None  # rule(denoiser, scale, null_class), set for sampling only
         self.clip_denoised = clip_denoised
         self._val_generator_seed = 1234
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
@@ -147,7 +148,9 @@ class DiffusionModule(L.LightningModule):
         net = self.ema.model if use_ema else self.backbone
         denoiser = VPDenoiser(net, self.schedule, self.prediction)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        if self.num_classes > 0:
+        if self.guidance_rule is not None:  # interval / autoguidance (guidance_variants)
+            denoiser = self.guidance_rule(denoiser, scale, self.num_classes)
+        elif self.num_classes > 0:
             denoiser = classifier_free(denoiser, scale, self.num_classes)
         if self.clip_denoised:
             denoiser = clip_denoised(denoiser, -1.0, 1.0)

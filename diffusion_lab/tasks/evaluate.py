@@ -125,12 +125,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         build_sampler,
         module_from_checkpoint,
     )
+    from diffusion_lab.tasks.guidance_setup import configure_guidance
     from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
     from diffusion_lab.tasks.validate import validate_sampling
 
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt).to(cfg.device)
     adopt_checkpoint_schedule(cfg, ckpt)
+    configure_guidance(module, cfg.guidance, cfg.device)
     validate_sampling(cfg, module.schedule.num_steps)
     module.sampler = build_sampler(cfg)
     train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])

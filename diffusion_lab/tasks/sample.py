@@ -16,6 +16,7 @@ from diffusion_lab.tasks.build import (
     build_sampler,
     module_from_checkpoint,
 )
+from diffusion_lab.tasks.guidance_setup import configure_guidance
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
 from diffusion_lab.tasks.validate import validate_sampling
 from diffusion_lab.utils.images import save_grid
@@ -26,6 +27,7 @@ def sample(cfg: DictConfig) -> dict:
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
     adopt_checkpoint_schedule(cfg, ckpt)
+    configure_guidance(module, cfg.guidance, cfg.device)
     validate_sampling(cfg, module.schedule.num_steps)
     sampler = build_sampler(cfg)
     labels = None

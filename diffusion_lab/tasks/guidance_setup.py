@@ -1,0 +1,35 @@
+"""Sampling-time guidance options from the config: ``guidance.interval=[lo, hi]`` and
+``guidance=autoguidance guidance.guide_ckpt=PATH`` (see :mod:`diffusion_lab.guidance_variants`)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from diffusion_lab.guidance_variants import check_interval, guidance_rule
+from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file
+from diffusion_lab.tasks.validate import ConfigError
+
+
+def configure_guidance(module, guidance: DictConfig, device="cpu") -> None:
+    """Set ``module.guidance_rule`` when the config asks for an interval or a guide model."""
+    interval = OmegaConf.select(guidance, "interval", default=None)
+    guide_ckpt = OmegaConf.select(guidance, "guide_ckpt", default=None)
+    if interval is None and guide_ckpt is None:
+        return
+    if interval is not None:
+        try:
+            interval = list(check_interval(interval))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    guide = None
+    if guide_ckpt is not None:
+        from diffusion_lab.tasks.build import module_from_checkpoint
+
+        weak = module_from_checkpoint(load_checkpoint_file(guide_ckpt), path=guide_ckpt).to(device)
+        if weak.model_facts() != module.model_facts():
+            raise CheckpointError(
+                f"guidance.guide_ckpt={guide_ckpt} is a different model ({weak.model_facts()}) "
+                f"from the one sampled ({module.model_facts()})")
+        use_ema = bool(OmegaConf.select(guidance, "guide_use_ema", default=True))
+        guide = weak.denoiser(use_ema=use_ema, guidance_scale=1.0)
+    module.guidance_rule = guidance_rule(interval, guide)
