@@ -6,7 +6,9 @@ Cases (each at every NFE budget, on the linear and cosine schedules):
             sliced W2 of ``samples`` samples to as many data samples (floor printed: the same
             distance between two data sample sets). Both libraries start from the same x_T noise.
 Each method's configuration and step count are searched with the same procedure on both sides
-(:func:`diffusion_lab.bench.search.best_within`).
+(:func:`diffusion_lab.bench.search.best_within`). diffusion-lab's multistep solvers are also
+offered ``optimized``: the grid :func:`diffusion_lab.optimized_grid.fit_grid` fits to the case's
+model (what ``scripts/optimize_grid.py`` does for a checkpoint), from other noise draws.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from diffusion_lab.discretization import (
     UniformSpacing,
 )
 from diffusion_lab.mixture_oracle import GaussianMixtureOracle, sliced_w2
+from diffusion_lab.optimized_grid import fit_grid
 from diffusion_lab.oracle import GaussianOracle, affine_output_law
 from diffusion_lab.samplers import (
     ddpm,
@@ -49,6 +52,8 @@ SPACINGS = {
     "karras(full tail)": KarrasSpacing(skip_tail=False),
 }
 _LOF = [{"lower_order_final": False}, {"lower_order_final": True}]
+#: solvers also offered the grid fitted to the case's model (diffusion_lab.optimized_grid)
+FITTED = ("dpmpp_2m", "dpmpp_3m", "unipc (bh2) 2", "unipc (bh2) 3")
 
 
 def our_rows() -> dict[str, tuple[Callable, list[dict]]]:
@@ -65,8 +70,9 @@ def our_rows() -> dict[str, tuple[Callable, list[dict]]]:
 class Case:
     """Error of a sampler on one case and schedule: ``ours(solver, sigmas)``, ``theirs(sched, n)``."""
 
-    def __init__(self, name: str, schedule: NoiseSchedule, samples: int = 4000, seed: int = 0):
-        self.name, self.schedule, self.floor = name, schedule, None
+    def __init__(self, name: str, schedule: NoiseSchedule, samples: int = 10_000, seed: int = 0):
+        self.name, self.schedule, self.floor, self.seed = name, schedule, None, seed
+        self._fitted: dict = {}
         if name == "gaussian":
             self.oracle = GaussianOracle.random(dim=16, seed=seed)
         elif name == "mixture":
@@ -75,9 +81,19 @@ class Case:
             self.z = torch.randn(samples, self.oracle.dim, generator=g, dtype=torch.float64)
             self.data = self.oracle.sample(samples, seed + 1)
             self.floor = sliced_w2(self.oracle.sample(samples, seed + 2), self.data)
-            self.seed = seed
         else:
             raise ValueError(f"unknown case {name!r}: gaussian or mixture")
+
+    def fitted_grid(self, solver: Callable, steps: int) -> torch.Tensor:
+        """The grid :func:`fit_grid` fits for ``solver`` on this case's model: a fine solve of
+        the model itself from 256 other noise draws (seed + 100) is the target, never data."""
+        key = (repr(solver), steps)
+        if key not in self._fitted:
+            g = torch.Generator().manual_seed(self.seed + 100)
+            z = torch.randn(256, self.oracle.dim, generator=g, dtype=torch.float64)
+            self._fitted[key] = fit_grid(self.oracle, solver, LogSNRSpacing()(self.schedule, steps),
+                                         z, fine=LogSNRSpacing()(self.schedule, 400))[0]
+        return self._fitted[key]
 
     def ours(self, solver: Callable, sigmas: torch.Tensor) -> float:
         if self.name == "gaussian":
@@ -105,10 +121,14 @@ def best_ours(case: Case, budgets, names=None, keep=2, depth=2) -> list[dict[int
 
         def evaluate(cfg, steps, solver=solver):
             kw = {k: v for k, v in cfg.items() if k != "spacing"}
-            sigmas = SPACINGS[cfg["spacing"]](case.schedule, steps)
-            return case.ours(functools.partial(solver, **kw) if kw else solver, sigmas)
+            fn = functools.partial(solver, **kw) if kw else solver
+            if cfg["spacing"] == "optimized":
+                return case.ours(fn, case.fitted_grid(fn, steps))
+            return case.ours(fn, SPACINGS[cfg["spacing"]](case.schedule, steps))
 
         grid = [{"spacing": s} for s in SPACINGS]
+        if name in FITTED:
+            grid.append({"spacing": "optimized"})
         out.append(best_within(name, evaluate, lambda cfg, n, s=solver: solver_nfe(s, n),
                                grid, end, budgets, keep=keep, depth=depth))
     return out
@@ -135,7 +155,7 @@ def best_diffusers(case: Case, budgets, names=None, keep=2, depth=2) -> list[dic
 
 
 def comparison(budgets=(5, 10, 20), cases=("gaussian", "mixture"), schedules=("linear", "cosine"),
-               samples: int = 4000, seed: int = 0, ours=None, theirs=None, progress=None) -> dict:
+               samples: int = 10_000, seed: int = 0, ours=None, theirs=None, progress=None) -> dict:
     """Every method's best per budget, the winner of each library, and best-ours / best-theirs.
     ``ours`` / ``theirs``: method names to keep (default all); ``progress``: print function."""
     rows, winners = [], []
