@@ -54,11 +54,15 @@ def fit_grid(
         if fine is None:
             raise ValueError("give reference= (fine-solve samples) or fine= (a fine grid)")
         reference = _solve(solver, denoiser, z, fine, cond)
+    ends = initial[0].item(), initial[-2].item()
     logs = torch.log(initial[:-1].double()).tolist()
 
+    def to_grid(levels: list[float]) -> Tensor:
+        interior = [math.exp(v) for v in levels[1:-1]]
+        return torch.tensor([ends[0], *interior, ends[1], 0.0], dtype=torch.float64)
+
     def loss(levels: list[float]) -> float:
-        sigmas = torch.tensor([*(math.exp(v) for v in levels), 0.0], dtype=torch.float64)
-        out = _solve(solver, denoiser, z, sigmas, cond)
+        out = _solve(solver, denoiser, z, to_grid(levels), cond)
         return (out.double() - reference.double()).pow(2).mean().item()
 
     start = best = loss(logs)
@@ -73,8 +77,7 @@ def fit_grid(
                 value = loss(trial)
                 if value < best:
                     best, logs = value, trial
-    grid = torch.tensor([*(math.exp(v) for v in logs), 0.0], dtype=torch.float64)
-    return grid, start, best
+    return to_grid(logs), start, best
 
 
 def grid_file(ckpt: str | Path) -> Path:

@@ -43,8 +43,16 @@ def build_module(cfg: DictConfig) -> DiffusionModule:
     return module
 
 
-def build_sampler(cfg: DictConfig):
-    return instantiate(cfg.sampler, _convert_="all")
+def build_sampler(cfg: DictConfig, schedule=None):
+    """The SamplerSpec of ``cfg.sampler``; with ``schedule``, its grid is computed once here so
+    a spacing that cannot serve it (e.g. no fitted grid for spacing=optimized) is a ConfigError."""
+    spec = instantiate(cfg.sampler, _convert_="all")
+    if schedule is not None:
+        try:
+            spec.sigmas(schedule)
+        except ValueError as e:
+            raise ConfigError(f"sampler: {e}") from None
+    return spec
 
 
 def adopt_checkpoint_schedule(cfg: DictConfig, ckpt: dict) -> None:

@@ -134,7 +134,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)
     validate_sampling(cfg, module.schedule.num_steps)
-    module.sampler = build_sampler(cfg)
+    module.sampler = build_sampler(cfg, module.schedule)
     train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
     datamodule = datamodule_from_checkpoint(ckpt)
     eval_cfg = OmegaConf.create(

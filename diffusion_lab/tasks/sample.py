@@ -29,7 +29,7 @@ def sample(cfg: DictConfig) -> dict:
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)
     validate_sampling(cfg, module.schedule.num_steps)
-    sampler = build_sampler(cfg)
+    sampler = build_sampler(cfg, module.schedule)
     labels = None
     if module.num_classes > 0:
         labels = grid_labels(module.num_classes, cfg.samples_per_class)
