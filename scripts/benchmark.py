@@ -11,6 +11,9 @@ Sections (each a table; --json writes them all with a description of the machine
   options     the DDPM CIFAR-10 U-Net with one option changed at a time: channels_last,
               attention without scaled_dot_product_attention, bf16 autocast, torch.compile,
               fused AdamW, and CFG as two forwards instead of one batched forward.
+  samplers    (--samplers) every diffusion-lab solver x spacing against every diffusers
+              scheduler x option, best configuration per NFE budget (--budgets), on Gaussian data
+              (exact W2) and a 2-D Gaussian mixture (sliced W2), linear and cosine schedules.
 Median of --repeats timed runs after --warmup untimed ones. --readme rewrites the Benchmarks
 section of README.md (between its markers) from the results (or from --from-json FILE).
 """
@@ -233,6 +236,20 @@ def options(args, device) -> list[dict]:
     return rows
 
 
+def sampler_comparison(args) -> dict:
+    import warnings
+
+    import diffusers
+
+    from diffusion_lab.bench.sampler_table import comparison
+
+    diffusers.utils.logging.set_verbosity_error()  # its notes on option combinations it adjusts
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    return comparison(budgets=tuple(args.budgets), cases=tuple(args.sampler_cases),
+                      samples=args.sampler_samples, ours=args.sampler_methods,
+                      theirs=args.sampler_methods, progress=print)
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     if not rows:
         return
@@ -254,9 +271,16 @@ def main(argv=None):
     p.add_argument("--options-model", default="unet_ddpm_cifar10", choices=sorted(MODELS))
     p.add_argument("--compile", action="store_true", help="include torch.compile in --options")
     p.add_argument("--samplers", action="store_true",
-                   help="the sampler-efficiency table against diffusers' schedulers (also on "
-                        "whenever the diffusers table is)")
-    p.add_argument("--max-nfe", type=int, default=10, help="NFE budget of the sampler table")
+                   help="the sampler comparison against every diffusers scheduler and option "
+                        "(diffusion_lab.bench.sampler_table; ~40 min on 2 busy CPU cores)")
+    p.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20],
+                   help="NFE budgets of the sampler comparison")
+    p.add_argument("--sampler-cases", nargs="+", default=["gaussian", "mixture"],
+                   choices=["gaussian", "mixture"])
+    p.add_argument("--sampler-samples", type=int, default=10_000,
+                   help="samples per configuration on the mixture case")
+    p.add_argument("--sampler-methods", nargs="*", default=None,
+                   help="only these methods (both libraries' names; default: all)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: per model)")
     p.add_argument("--warmup", type=int, default=1)
@@ -285,18 +309,20 @@ def main(argv=None):
             "diffusers": versus_diffusers(args, device) if args.diffusers else [],
             "options": options(args, device) if args.options else [],
         }
-        if args.diffusers or args.samplers:
-            from diffusion_lab.bench.diffusers_schedulers import sampler_efficiency
-
-            result["samplers"] = sampler_efficiency(max_nfe=args.max_nfe)
+        if args.samplers:
+            result["samplers"] = sampler_comparison(args)
     print(f"machine: {result['machine']}")
     print_table("throughput", result["throughput"])
     print_table("side by side with diffusers (training step)", result["diffusers"])
     print_table(f"options ({args.options_model})", result["options"])
     if result.get("samplers"):
+        from diffusion_lab.bench.sampler_table import format_winners
+
         s = result["samplers"]
-        print_table(f"sampler efficiency: W2 at <= {s['max_nfe']} NFE", s["rows"])
-        print(f"best diffusion-lab / best diffusers W2: {s['ratio']}")
+        print_table("sampler comparison: best configuration of each method per NFE budget",
+                    s["rows"])
+        print("\n## winners per budget (error: exact W2 on gaussian, sliced W2 on mixture)")
+        print(format_winners(s))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.readme:

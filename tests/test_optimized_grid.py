@@ -60,7 +60,7 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
                      "--fine", "8", "--sweeps", "1")
     assert fit.returncode == 0, fit.stderr[-2000:]
     assert "3" in json.loads(grid_file(ckpt).read_text())["grids"]
-    common = [f"ckpt={ckpt}", f"paths.output_root={tmp_path}", "samples_per_class=1",
+    common = [f"ckpt={ckpt}", f"paths.output_root={tmp_path}", "samples_per_class=1", "metrics=false",
               "sampler/spacing=optimized"]
     ok = run_script("sample.py", *common, "sampler.steps=3", "name=fitted")
     assert ok.returncode == 0, ok.stderr[-2000:]
