@@ -29,9 +29,12 @@ from diffusion_lab.samplers import (
     ddpm,
     ddpm_large_variance,
     dpmpp_2m,
+    dpmpp_2m_sde,
+    dpmpp_3m,
     euler,
     heun,
     solver_nfe,
+    unipc,
 )
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
 
@@ -39,6 +42,11 @@ SOLVERS = {
     "euler(ddim)": euler,
     "heun": heun,
     "dpmpp_2m": dpmpp_2m,
+    "dpmpp_3m": dpmpp_3m,
+    "unipc_bh1_2": functools.partial(unipc, variant="bh1"),
+    "unipc_bh2_2": unipc,
+    "unipc_bh2_3": functools.partial(unipc, order=3),
+    "dpmpp_2m_sde": dpmpp_2m_sde,
     "ddim(eta=.5)": functools.partial(ddim, eta=0.5),
     "ddpm": ddpm,
     "ddpm_large": ddpm_large_variance,
@@ -49,6 +57,8 @@ SPACINGS = {
     "quadratic": QuadraticSpacing(),
     "logsnr": LogSNRSpacing(),
     "karras": KarrasSpacing(),
+    "logsnr_fulltail": LogSNRSpacing(skip_tail=False),
+    "karras_fulltail": KarrasSpacing(skip_tail=False),
 }
 SCHEDULES = {"linear": linear_schedule, "cosine": cosine_schedule}
 
@@ -80,13 +90,13 @@ def build_report(
 
 
 def format_table(rows: list[dict], steps: list[int]) -> str:
-    head = f"{'schedule':8s} {'spacing':9s} {'solver':12s} " + " ".join(
+    head = f"{'schedule':8s} {'spacing':15s} {'solver':12s} " + " ".join(
         f"{'n=' + str(n):>16s}" for n in steps
     )
     lines = [head, "-" * len(head)]
     for row in rows:
         cells = " ".join(f"{c['w2']:9.4f} ({c['nfe']:3d})" for c in row["cells"])
-        lines.append(f"{row['schedule']:8s} {row['spacing']:9s} {row['solver']:12s} {cells}")
+        lines.append(f"{row['schedule']:8s} {row['spacing']:15s} {row['solver']:12s} {cells}")
     lines.append("cells: W2 to the data law (NFE)")
     return "\n".join(lines)
 
