@@ -46,6 +46,7 @@ TINY = {
     ],
     "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2"],
     "evaluate.py": ["samples_per_class=2", "sampler.steps=2"],
+    "optimize_grid.py": ["--steps", "2", "--samples", "2", "--fine", "20", "--sweeps", "1"],
 }
 # key -> (only with / not with) an argument starting so: Hydra refuses unknown keys, and a
 # hyper-parameter search needs the end-of-run metric it minimises.
@@ -117,8 +118,11 @@ class Runner:
         return found[-1]
 
     def fill(self, arg: str) -> str:
-        if arg in ("ckpt=...",) or ("<run>" in arg and arg.startswith("ckpt=")):
-            return "ckpt=" + str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
+        if arg in ("ckpt=...", "guidance.guide_ckpt=...") or ("<run>" in arg and arg.startswith("ckpt=")):
+            key = arg.split("=", 1)[0]
+            return f"{key}=" + str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
+        if "<run>" in arg and arg.endswith(".ckpt"):
+            return str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
         if "<date>_<time>" in arg:
             prefix = arg.split("<date>_<time>")[0]
             return str(self.newest(prefix + "*"))
