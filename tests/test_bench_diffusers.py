@@ -116,3 +116,16 @@ def test_sampler_comparison_small():
     methods = {r["method"] for r in table["rows"]}
     assert methods == {"dpmpp_2m", "dpmpp_3m", "DPM-Solver++ 2M", "UniPC (bh2) 2"}
     assert "gaussian" in format_winners(table)
+
+
+def test_benchmark_samplers_flag_prints_the_winners(capsys):
+    bench = load_script("benchmark")
+    result = bench.main(["--models", "--diffusers", "--samplers", "--budgets", "3",
+                         "--sampler-cases", "gaussian", "--sampler-methods", "dpmpp_2m",
+                         "DPM-Solver++ 2M"])
+    assert {w["schedule"] for w in result["samplers"]["winners"]} == {"linear", "cosine"}
+    out = capsys.readouterr().out
+    assert "winners per budget" in out and "DPM-Solver++ 2M" in out
+    from diffusion_lab.bench.readme import render
+
+    assert "best diffusers" in render({**result, "throughput": [], "diffusers": [], "options": []})
