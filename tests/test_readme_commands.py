@@ -29,6 +29,8 @@ NOT_RUN = {
     "make test-fast": "the test suite itself",
     "make bench": "minutes of timing; its code runs at tiny size in tests/test_bench*.py",
     "python scripts/benchmark.py --readme": "rewrites README.md; tests/test_bench.py covers it",
+    "python scripts/benchmark.py --models --diffusers --samplers": "tens of minutes of search; "
+    "tests/test_bench_diffusers.py runs it at a small size",
     ".venv/bin/pip install": "installation; `make test` performs it before this test runs",
     "python scripts/train.py -m hydra/launcher=slurm": "needs a SLURM cluster; "
                                                        "tests/test_launchers.py composes it",
