@@ -129,7 +129,7 @@ class XtStrip(L.Callback):
             return
         step = trainer.global_step
         image_data = len(module.sample_shape) == 3
-        x0_real = self._real_batch(trainer.datamodule, self.num_samples if image_data
+        x0_real = self.real_batch(trainer.datamodule, self.num_samples if image_data
                                    else self.num_points)
         if x0_real is None:
             log.info("x_t strip skipped: it needs the trainer's datamodule for real images")
@@ -181,7 +181,7 @@ class XtStrip(L.Callback):
             images[name] = (image, caption)
         return s, images
 
-    def _real_batch(self, dm, n: int) -> torch.Tensor | None:
+    def real_batch(self, dm, n: int) -> torch.Tensor | None:
         """``n`` fixed real samples (fewer if the data is smaller): validation split if any."""
         if dm is None:
             return None
