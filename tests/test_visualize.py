@@ -313,3 +313,16 @@ def test_sample_py_draws_num_points_for_2d_checkpoints(moons_ckpt, tmp_path):
     saved = np.load(tmp_path / "samples.npz")
     assert saved["x"].shape == (50, 2) and np.isfinite(saved["x"]).all()
     assert np.bincount(saved["labels"]).tolist() == [25, 25]
+
+
+def test_step_clock_leaves_out_the_callbacks_own_work(monkeypatch):
+    from diffusion_lab.callbacks import xt_strip
+
+    now = iter([0.0, 1.0, 2.0, 12.0, 13.0, 14.5])
+    monkeypatch.setattr(xt_strip.time, "perf_counter", lambda: next(now))
+    clock = xt_strip.StepClock()
+    for k in range(6):
+        clock.tick()
+        if k == 2:
+            clock.pause()  # the callback's work between t=2 and t=12 is not a training step
+    assert clock.times == [1.0, 1.0, 1.0, 1.5] and clock.median() == 1.0

@@ -66,6 +66,8 @@ class TrajectoryAnimation:
         self.max_frames = int(max_frames)
         self.field_grid = int(field_grid)
         self.arrow_fraction = float(arrow_fraction)
+        # per 2-D frame, PointsPanel.drawn() of each visible panel (forward, reverse)
+        self.drawn: list[list[tuple]] = []
 
     def frame_steps(self, num_steps: int) -> list[int]:
         """Grid indices recorded as frames: all ``num_steps`` levels if they fit in
@@ -101,7 +103,7 @@ class TrajectoryAnimation:
                                     zorder=0)
         if title:
             fig.suptitle(title, fontsize=10)
-        out = []
+        out, self.drawn = [], []
         for k, (sigma, label) in enumerate(zip(traj.sigmas, traj.frame_labels())):
             if x0_real is not None:
                 xt = (x0_real.cpu().double() + sigma * noise.cpu().double()) / math.sqrt(1 + sigma**2)
@@ -110,6 +112,7 @@ class TrajectoryAnimation:
             if arrows is not None:
                 arrows.set_UVC(fields[k, :, 0], fields[k, :, 1])
             out.append(render(fig))
+            self.drawn.append([p.drawn() for p in (forward, reverse) if p.ax.get_visible()])
         return out
 
     def _field_grid(self, limits) -> np.ndarray | None:

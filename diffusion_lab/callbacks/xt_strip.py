@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from collections.abc import Sequence
 
@@ -32,7 +33,7 @@ import torch
 
 from diffusion_lab.callbacks.animation import Trajectory, TrajectoryAnimation
 from diffusion_lab.callbacks.guidance_sweep import describe_sampler
-from diffusion_lab.loggers.media import log_animation, log_image, log_table
+from diffusion_lab.loggers.media import log_animation, log_image, log_scalars, log_table
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import TrajectoryRecorder
 from diffusion_lab.utils.images import make_grid
@@ -53,6 +54,29 @@ def nearest_steps(schedule, sigmas: torch.Tensor, targets: Sequence[float]) -> l
     for target in targets:
         out.append(None if target <= 0 else int((t_grid - float(target)).abs().argmin()))
     return out
+
+
+class StepClock:
+    """Wall time between consecutive training-batch ends (the last ``window``), leaving out
+    the intervals in which the caller did its own work (``pause()``)."""
+
+    def __init__(self, window: int = 50) -> None:
+        self.window, self.times, self._t = window, [], None
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self._t is not None:
+            self.times = [*self.times[-(self.window - 1):], now - self._t]
+        self._t = now
+
+    def pause(self) -> None:
+        self._t = None
+
+    def count(self) -> int:
+        return len(self.times)
+
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
 
 
 class XtStrip(L.Callback):
@@ -79,6 +103,7 @@ class XtStrip(L.Callback):
         self.guidance_scale = guidance_scale
         self.t_fractions = [float(f) for f in t_fractions]
         self.animation = animation
+        self.step_clock = StepClock()  # training step time, to state what the strips cost
         self.last: dict | None = None  # what the last call made (paths, t values), for tests
 
     # ------------------------------------------------------------------ the strips
@@ -153,8 +178,12 @@ class XtStrip(L.Callback):
                 caption=title, fps=self.animation.fps)
             self.last["animation_seconds"] = time.perf_counter() - start
             self.last["frames"] = len(frames)
-            log.info("x_t strips %.2fs, animation (%d frames) %.2fs at step %d",
-                     self.last["seconds"], len(frames), self.last["animation_seconds"], step)
+        cost = {k: self.last[k] for k in ("seconds", "animation_seconds") if k in self.last}
+        log_scalars(trainer, {f"xt_strip/{k}": v for k, v in cost.items()}, step)
+        log.info("x_t strips %.2fs, animation (%d frames) %.2fs at step %d; a training step "
+                 "%.3fs (median of the last %d)", self.last["seconds"], self.last.get("frames", 0),
+                 self.last.get("animation_seconds", 0.0), step, self.step_clock.median(),
+                 self.step_clock.count())
 
     def figures(self, module, x0_real: torch.Tensor, when: str) -> tuple[dict, dict]:
         """(:meth:`strips`, {strip name: (image, caption)}); ``when`` ends the captions."""
@@ -200,10 +229,12 @@ class XtStrip(L.Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.step_clock.tick()
         step = trainer.global_step
         if (step > 0 and step % self.every_n_steps == 0 and step < (trainer.max_steps or -1)
                 and (self.last is None or self.last["step"] != step)):
             self.make(trainer, pl_module)
+            self.step_clock.pause()
 
     def on_train_end(self, trainer, pl_module):
         self.make(trainer, pl_module)

@@ -78,6 +78,11 @@ class PointsPanel:
         self.ax.set_title(title, fontsize=9)
         return n_out
 
+    def drawn(self) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:
+        """(inside points, border crosses, xlim, ylim) as drawn now: what a viewer sees."""
+        return (np.array(self.points.get_offsets()), np.array(self.outside.get_offsets()),
+                self.ax.get_xlim(), self.ax.get_ylim())
+
 
 def figure_row(ncols: int, panel_size: float = 3.2):
     """A ``Figure`` with one row of ``ncols`` axes (no pyplot)."""
