@@ -41,7 +41,7 @@ from diffusion_lab.tasks.visualize import visualize
 from diffusion_lab.utils.animation import html_player, save_gif
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import header_height
-from diffusion_lab.utils.plots2d import scatter_row_figure, split_outside
+from diffusion_lab.utils.plots2d import scatter_row_figure, split_outside, square_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 300
@@ -326,3 +326,27 @@ def test_step_clock_leaves_out_the_callbacks_own_work(monkeypatch):
         if k == 2:
             clock.pause()  # the callback's work between t=2 and t=12 is not a training step
     assert clock.times == [1.0, 1.0, 1.0, 1.5] and clock.median() == 1.0
+
+
+def test_sample_grid_of_2d_data_draws_num_points_coloured_by_class(tmp_path, monkeypatch):
+    from diffusion_lab.callbacks import sample_grid
+
+    drawn_args = {}
+
+    def record(points, title="", labels=None, limits=None):
+        drawn_args.update(points=points, labels=labels, limits=limits)
+        return np.zeros((4, 4, 3), np.uint8)
+
+    monkeypatch.setattr(sample_grid, "scatter_png", record)
+    module = OracleModule(run_sampler())
+    real = module.oracle.mean.float() + module.oracle.std.float() * torch.randn(
+        500, 2, generator=torch.Generator().manual_seed(3))
+    dm = types.SimpleNamespace(train_set=real, real_batch=lambda n, split, seed=0: real[:n])
+    trainer = types.SimpleNamespace(is_global_zero=True, global_step=3, datamodule=dm, loggers=[],
+                                    default_root_dir=str(tmp_path), global_rank=0)
+    sample_grid.SampleGrid(num_points=301).make(trainer, module)
+    points, labels, limits = drawn_args["points"], drawn_args["labels"], drawn_args["limits"]
+    assert points.shape == (302, 2) and np.bincount(labels).tolist() == [151, 151]
+    assert limits == square_limits(real.numpy())  # axes from the real data, not the samples
+    inside, _ = split_outside(points, limits)
+    assert inside.all()

@@ -16,6 +16,16 @@ import torch
 from diffusion_lab.loggers.media import log_image
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import scatter_png
+from diffusion_lab.utils.plots2d import square_limits
+
+
+def reference_limits(dm, n: int = 1000) -> tuple[float, float] | None:
+    """Axis limits of 2-D views from real data (``n`` training points of the datamodule
+    ``dm``), so that stray samples are drawn on the border rather than shrinking the data;
+    None without data."""
+    if dm is None or getattr(dm, "train_set", None) is None:
+        return None
+    return square_limits(dm.real_batch(min(n, len(dm.train_set)), split="train").numpy())
 
 
 def grid_labels(num_classes: int, per_class: int) -> torch.Tensor:
@@ -63,7 +73,8 @@ class SampleGrid(L.Callback):
             nrow = math.ceil(math.sqrt(self.num_samples))
         if points:
             image = scatter_png(x.cpu().numpy(), title=f"{len(x)} samples, step {step}",
-                                labels=None if labels is None else labels.numpy())
+                                labels=None if labels is None else labels.numpy(),
+                                limits=reference_limits(getattr(trainer, "datamodule", None)))
         else:
             image = make_grid(x, nrow=nrow, upscale=max(1, 32 // x.shape[-1]))
         self.last_path = log_image(trainer, "samples/grid", image, step, caption=f"step {step}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from diffusion_lab.callbacks.sample_grid import grid_labels
+from diffusion_lab.callbacks.sample_grid import grid_labels, reference_limits
 from diffusion_lab.lit.generate import generate
 from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
@@ -44,10 +44,12 @@ def sample(cfg: DictConfig) -> dict:
         labels=(labels.numpy() if labels is not None else np.zeros(0, np.int64)),
     )
     if x.dim() == 2:
+        from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
         from diffusion_lab.utils.images import save_png
 
+        limits = reference_limits(datamodule_from_checkpoint(ckpt))
         save_png(scatter_png(x.numpy(), title=f"{len(x)} samples",
-                             labels=None if labels is None else labels.numpy()),
+                             labels=None if labels is None else labels.numpy(), limits=limits),
                  run_dir / "samples.png")
     else:
         nrow = cfg.samples_per_class if labels is not None else math.ceil(math.sqrt(len(x)))

@@ -30,10 +30,10 @@ def _figure_to_array(fig) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def scatter_png(points: np.ndarray, title: str = "", labels: np.ndarray | None = None
-                ) -> np.ndarray:
+def scatter_png(points: np.ndarray, title: str = "", labels: np.ndarray | None = None,
+                limits: tuple[float, float] | None = None) -> np.ndarray:
     """Scatter plot of 2-D points (coloured by class when ``labels`` are given) as an RGB array."""
-    return scatter_row_png([points], [title], labels=labels)
+    return scatter_row_png([points], [title], labels=labels, limits=limits)
 
 
 def scatter_row_png(
