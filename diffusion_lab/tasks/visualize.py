@@ -22,7 +22,11 @@ from omegaconf import DictConfig
 
 from diffusion_lab.callbacks.guidance_sweep import describe_sampler
 from diffusion_lab.callbacks.xt_strip import XtStrip
-from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
+from diffusion_lab.tasks.build import (
+    adopt_checkpoint_schedule,
+    build_sampler,
+    module_from_checkpoint,
+)
 from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
 from diffusion_lab.tasks.validate import validate_counts, validate_sampling
@@ -33,10 +37,11 @@ from diffusion_lab.utils.images import save_png
 def visualize(cfg: DictConfig) -> dict:
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
+    adopt_checkpoint_schedule(cfg, ckpt)  # sampler=ddpm: steps = the checkpoint's T
     validate_sampling(cfg, module.schedule.num_steps)
     points = len(module.sample_shape) == 1
     validate_counts(cfg, "num_points" if points else "num_samples")
-    module.sampler = build_sampler(cfg)
+    module.sampler = build_sampler(cfg, module.schedule)
     strip = XtStrip(num_samples=cfg.num_samples, num_points=cfg.num_points, seed=cfg.seed,
                     guidance_scale=cfg.guidance.scale, t_fractions=list(cfg.t_fractions),
                     animation=instantiate(cfg.animation, _convert_="all") if cfg.animation
