@@ -39,10 +39,21 @@ def test_sampler_options(make_cfg, option):
 
 
 @pytest.mark.parametrize("option", options("sampler/spacing"))
-def test_spacing_options(make_cfg, option):
-    cfg = make_cfg("sampler=ddim", f"sampler/spacing={option}", "sampler.steps=10")
+def test_spacing_options(make_cfg, option, tmp_path):
+    if option == "optimized":  # reads the grids fitted beside the sampled checkpoint
+        from diffusion_lab.discretization import LogSNRSpacing
+        from diffusion_lab.optimized_grid import grid_file, save_grids
+        from diffusion_lab.schedules import cosine_schedule
+
+        ckpt, schedule = tmp_path / "last.ckpt", cosine_schedule()
+        save_grids(grid_file(ckpt), {10: LogSNRSpacing()(schedule, 10)}, {})
+        cfg = make_cfg("sampler=ddim", "sampler/spacing=optimized", "sampler.steps=10",
+                       f"ckpt={ckpt}", config_name="sample")
+    else:
+        cfg = make_cfg("sampler=ddim", f"sampler/spacing={option}", "sampler.steps=10")
+        schedule = instantiate(cfg.schedule)
     spec = instantiate(cfg.sampler, _convert_="all")
-    sigmas = spec.spacing(instantiate(cfg.schedule), 10)
+    sigmas = spec.spacing(schedule, 10)
     assert len(sigmas) == 11 and float(sigmas[-1]) == 0.0
 
 
