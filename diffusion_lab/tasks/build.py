@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from diffusion_lab.lit.module import DiffusionModule
 from diffusion_lab.lit.nonfinite import first_nonfinite
 from diffusion_lab.tasks.io import CheckpointError
+from diffusion_lab.tasks.trusted_targets import check_stored_targets
 from diffusion_lab.tasks.validate import ConfigError
 
 
@@ -97,17 +98,30 @@ def config_to_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
+# The parts of a stored config that opening a checkpoint instantiates.
+STORED_SECTIONS = ("schedule", "objective", "backbone", "sampler", "module", "data")
+
+
+def stored_config(ckpt: dict, path="checkpoint") -> DictConfig:
+    """The run config a checkpoint holds, once every ``_target_`` in it is known to be one of
+    the project's own (``trusted_targets.py``); CheckpointError, one line, otherwise."""
+    run_config = ckpt.get("diffusion_lab_config")
+    if not isinstance(run_config, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path} has no diffusion_lab_config: not written by diffusion-lab")
+    check_stored_targets(run_config, path, STORED_SECTIONS)
+    return OmegaConf.create(run_config)
+
+
 def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint") -> DiffusionModule:
     """Rebuild the module a checkpoint was trained with and load its weights.
 
     Raises CheckpointError, one line naming the mismatch, when the weights do not fit the
-    model the stored config builds, or hold NaN/inf.
+    model the stored config builds, or hold NaN/inf, or the config names a class that is not
+    the project's own.
     """
-    run_config = ckpt.get("diffusion_lab_config")
-    if run_config is None or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} has no diffusion_lab_config: not written by diffusion-lab")
+    train_cfg = stored_config(ckpt, path)
     try:
-        module = build_module(OmegaConf.create(run_config))
+        module = build_module(train_cfg)
     except Exception as e:  # Hydra wraps the constructor's own error
         cause = e.__cause__ or e
         raise CheckpointError(

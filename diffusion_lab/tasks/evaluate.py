@@ -108,9 +108,10 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
 def datamodule_from_checkpoint(ckpt: dict):
     """The data a checkpoint was trained on (same split), loaded."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
+    from diffusion_lab.tasks.build import stored_config
+
+    train_cfg = stored_config(ckpt)
     datamodule = instantiate(train_cfg.data.module, _convert_="all")
     datamodule.setup("fit")
     return datamodule
