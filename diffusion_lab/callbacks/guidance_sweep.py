@@ -25,6 +25,7 @@ import torch
 
 from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.callbacks.sample_grid import grid_labels
+from diffusion_lab.guidance import check_guidance_scale
 from diffusion_lab.lit.generate import generate, process_group_size
 from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
 from diffusion_lab.metrics.classifier import data_classifier
@@ -93,8 +94,10 @@ class GuidanceSweep(PeriodicMetric):
         cache_dir: str = ".cache",
         dataset_name: str = "data",
     ):
-        if not scales or any(float(w) < 0 for w in scales):
+        if not scales:
             raise ValueError(f"scales must be a non-empty list of w >= 0, got {scales}")
+        for w in scales:
+            check_guidance_scale(w, name="guidance sweep scale")
         if samples_per_class < 1 or batch_size < 1:
             raise ValueError("samples_per_class and batch_size must be >= 1")
         super().__init__(every_n_steps, at_train_end, min_step)
@@ -148,8 +151,9 @@ class GuidanceSweep(PeriodicMetric):
         # its share of the samples; rank 0 alone judges and logs.
         if self.too_early(trainer):
             return
+        guided = next((w for w in self.scales if w != 1), 1.0)
         reason = ("the model is unconditional (w needs class labels)" if module.num_classes == 0
-                  else why_no_classifier(trainer))
+                  else module.guidance_problem(guided) or why_no_classifier(trainer))
         if reason:
             self._skip(reason)
             return

@@ -95,7 +95,7 @@ class ModeCoverage(PeriodicMetric):
         # Every rank takes the same branch and draws its share; rank 0 judges and logs.
         if self.too_early(trainer):
             return
-        reason = why_no_classifier(trainer)
+        reason = (module.guidance_problem(0.0) if module.num_classes > 0 else None) or why_no_classifier(trainer)
         if reason:
             if not self._skip_logged and trainer.is_global_zero:
                 log.info("mode coverage skipped: %s", reason)

@@ -19,7 +19,12 @@ import lightning as L
 import torch
 from torch import nn
 
-from diffusion_lab.guidance import classifier_free, drop_labels
+from diffusion_lab.guidance import (
+    check_guidance_scale,
+    classifier_free,
+    drop_labels,
+    guidance_scale_problem,
+)
 from diffusion_lab.lit.ema import EMA
 from diffusion_lab.lit.nonfinite import NonFiniteGuard, grads_finite
 from diffusion_lab.objectives import DenoisingObjective
@@ -58,6 +63,8 @@ class DiffusionModule(L.LightningModule):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
             raise ValueError(f"label dropout must be in [0, 1], got {label_dropout}")
+        if isinstance(warmup_steps, bool) or int(warmup_steps) != warmup_steps or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps}")
         self.backbone = backbone
         self.ema = EMA(backbone, decay=ema_decay, warmup=ema_warmup)
         self.schedule = schedule
@@ -68,7 +75,7 @@ class DiffusionModule(L.LightningModule):
         self.warmup_steps = warmup_steps
         self.label_dropout = label_dropout
         self.num_classes = num_classes
-        self.guidance_scale = guidance_scale
+        self.guidance_scale = self.check_guidance_scale(guidance_scale)
         self.clip_denoised = clip_denoised
         self._val_generator_seed = 1234
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
@@ -142,6 +149,16 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ sampling
+    def guidance_problem(self, scale, name: str = "guidance scale") -> str | None:
+        """Why guidance scale ``scale`` cannot be used with this model, or None."""
+        return guidance_scale_problem(scale, conditional=self.num_classes > 0,
+                                      null_label_trained=self.label_dropout > 0, name=name)
+
+    def check_guidance_scale(self, scale, name: str = "guidance scale") -> float:
+        """``float(scale)``, or ValueError: this model cannot be sampled at that scale."""
+        return check_guidance_scale(scale, conditional=self.num_classes > 0,
+                                    null_label_trained=self.label_dropout > 0, name=name)
+
     def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None):
         """D(x, sigma, cond) -> x0_hat for the (EMA) network, guided when conditional."""
         net = self.ema.model if use_ema else self.backbone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -10,17 +11,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lab.lit.module import DiffusionModule
 from diffusion_lab.lit.nonfinite import first_nonfinite
+from diffusion_lab.tasks.errors import ConfigError
 from diffusion_lab.tasks.io import CheckpointError
 from diffusion_lab.tasks.trusted_targets import check_stored_targets
-from diffusion_lab.tasks.validate import ConfigError
 
 
-def build_module(cfg: DictConfig) -> DiffusionModule:
-    """backbone + schedule + objective + sampler -> DiffusionModule (nothing trained)."""
+def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
+    """backbone + schedule + objective + sampler -> DiffusionModule (nothing trained).
+
+    ``meta=True`` builds the backbone on PyTorch's meta device (shapes, no memory, no time):
+    every constructor runs its own checks, which is how ``validate.py`` checks a config.
+    """
     schedule = instantiate(cfg.schedule)
     prediction = instantiate(cfg.objective.prediction)
     weighting = instantiate(cfg.objective.weighting)
-    backbone = instantiate(cfg.backbone, _convert_="all")
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        backbone = instantiate(cfg.backbone, _convert_="all")
     sampler = instantiate(cfg.sampler, _convert_="all")
     optimizer = instantiate(cfg.module.optimizer, _convert_="all")
     module = DiffusionModule(

@@ -123,11 +123,12 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
 
     from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
     from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-    from diffusion_lab.tasks.validate import validate_sampling
+    from diffusion_lab.tasks.validate import validate_sample_config, validate_sampling
 
+    validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt).to(cfg.device)
-    validate_sampling(cfg, module.schedule.num_steps)
+    validate_sampling(cfg, module.schedule, module)
     module.sampler = build_sampler(cfg)
     train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
     datamodule = datamodule_from_checkpoint(ckpt)

@@ -13,15 +13,16 @@ from diffusion_lab.callbacks.sample_grid import grid_labels
 from diffusion_lab.lit.generate import generate
 from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-from diffusion_lab.tasks.validate import validate_sampling
+from diffusion_lab.tasks.validate import validate_sample_config, validate_sampling
 from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.plots import scatter_png
 
 
 def sample(cfg: DictConfig) -> dict:
+    validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
-    validate_sampling(cfg, module.schedule.num_steps)
+    validate_sampling(cfg, module.schedule, module)
     sampler = build_sampler(cfg)
     labels = None
     if module.num_classes > 0:
