@@ -44,7 +44,8 @@ def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     experiment_dir = Path(cfg.paths.output_root) / cfg.name
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), experiment_dir, auto=bool(cfg.get("resume")))
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), experiment_dir, auto=bool(cfg.get("resume")),
+                                  run_config=config_to_dict(cfg))
     # mmap: the metadata and the shapes, without reading the tensors
     resume_from = load_checkpoint_file(ckpt_path, mmap=True) if ckpt_path else {}
     L.seed_everything(cfg.seed, workers=True, verbose=False)
