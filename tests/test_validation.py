@@ -374,3 +374,51 @@ def test_cli_refuses_bad_data_and_incompatible_checkpoints(make_cfg, tmp_path):
         f"error: {path} was trained on 10 classes, but the config stored in it builds a model for 5 classes")
     assert "Traceback" not in res.stderr
     assert not list((tmp_path / "out").rglob("*.png")) and not list((tmp_path / "out").rglob("*.ckpt"))
+
+
+# -- the sampling CLI: its own values, and guidance the checkpoint's model cannot take ------------
+UNCONDITIONAL = ("data=toy2d", "backbone=mlp", "data.num_classes=0", "backbone.hidden=16")
+# (checkpoint's training overrides, sampling overrides, the message the user must see)
+BAD_SAMPLING = {
+    "batch_size=0": ((), ["batch_size=0"], "batch_size must be >= 1, got 0"),
+    "num_samples=-1": ((), ["num_samples=-1"], "num_samples must be >= 1, got -1"),
+    "seed=x": ((), ["seed=x"], "seed must be an integer >= 0, got 'x'"),
+    "guidance.scale=nan": ((), ["guidance.scale=nan"], "guidance.scale must be a finite number, got nan"),
+    "steps beyond T": ((), ["sampler=ddim", "sampler.steps=2000"],
+                       "sampler: UniformSpacing: num_steps=2000 exceeds the 1000 training timesteps"),
+    "guided, unconditional model": (
+        UNCONDITIONAL, ["guidance.scale=3"],
+        "guidance.scale=3 needs a class-conditional model, but this one has no labels (use 1)"),
+    "guided, null label never trained": (
+        ("guidance=none",), ["guidance.scale=3"],
+        "guidance.scale=3 needs the null label, which this model never trained (label dropout 0, guidance=none)"),
+    "w=0, null label never trained": (
+        ("guidance=none",), ["guidance.scale=0"],
+        "guidance.scale=0 needs the null label, which this model never trained"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SAMPLING))
+def test_bad_sampling_request_is_refused_before_sampling(make_cfg, tmp_path, case):
+    from diffusion_lab.tasks.sample import sample
+
+    trained, overrides, message = BAD_SAMPLING[case]
+    base = () if trained == UNCONDITIONAL else SMALL_UNET
+    path = write_checkpoint(make_cfg, tmp_path / "model.ckpt", *trained, base=base)
+    run_dir = tmp_path / "sample"
+    run_dir.mkdir()
+    cfg = make_cfg(f"ckpt={path}", "metrics=false", *overrides, config_name="sample", run_dir=run_dir)
+    with pytest.raises(ConfigError) as info:
+        sample(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert list(run_dir.iterdir()) == []  # nothing sampled, nothing written
+
+
+def test_guided_sampling_of_a_guidance_trained_model_is_accepted(make_cfg, tmp_path):
+    from diffusion_lab.tasks.sample import sample
+
+    path = write_checkpoint(make_cfg, tmp_path / "model.ckpt")
+    cfg = make_cfg(f"ckpt={path}", "metrics=false", "guidance.scale=0", "samples_per_class=1",
+                   "sampler.steps=2", config_name="sample", run_dir=tmp_path / "sample")
+    (tmp_path / "sample").mkdir()
+    assert sample(cfg)["guidance_scale"] == 0
