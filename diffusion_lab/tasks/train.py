@@ -9,6 +9,7 @@ SIGTERM/SIGUSR1 checkpoint and stop (``lit/signals.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -58,7 +59,9 @@ def train(cfg: DictConfig) -> dict:
     del resume_from  # unmap the file
     preemption = Preemption(cfg.paths.checkpoint_dir)
     last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
-    callbacks = [*build_callbacks(cfg), TrainingRNG(), preemption, FinalCheckpoint(last)]
+    # Order matters at the end of each step and of training: the random stream is stashed, the
+    # final checkpoint written and a pending signal acted on before any sampling callback runs.
+    callbacks = [TrainingRNG(), FinalCheckpoint(last), preemption, *build_callbacks(cfg)]
     logger = build_logger(cfg, wandb_run_id=wandb_run_id)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -73,9 +76,9 @@ def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except Preempted:
+    except Preempted as e:
         _finish_logger(logger, preempted=True)
-        raise
+        raise (preemption.error or e) from None
     except SIGTERMException as e:  # Lightning's own stop, outside a training step
         _finish_logger(logger, preempted=True)
         raise preemption.error or Preempted(
@@ -99,7 +102,13 @@ def train(cfg: DictConfig) -> dict:
     if cfg.eval.enabled and (trainer.is_global_zero or distributed):
         from diffusion_lab.tasks.evaluate import evaluate_module
 
-        evaluation = evaluate_module(module, datamodule, cfg, run_dir, distributed=distributed)
+        interruptible = contextlib.nullcontext() if distributed else preemption.after_final_checkpoint(step)
+        try:
+            with interruptible:
+                evaluation = evaluate_module(module, datamodule, cfg, run_dir, distributed=distributed)
+        except Preempted:
+            _finish_logger(logger, preempted=True)
+            raise
         metrics.update(evaluation)
         if logger and evaluation:
             logger.log_metrics({f"eval/{k}": v for k, v in evaluation.items()}, step=step)
