@@ -104,6 +104,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``path`` with the same guarantees as :func:`atomic_torch_save`."""
+    return _atomic_write(Path(path), lambda f: f.write(Path(source).read_bytes()))
+
+
 def load_checkpoint_file(path: str | os.PathLike, map_location="cpu", mmap: bool = False) -> dict:
     """torch.load with a clear error naming the file when it is missing or corrupt.
 

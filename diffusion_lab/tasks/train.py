@@ -32,7 +32,12 @@ from diffusion_lab.tasks.build import (
     check_checkpoint_fits,
     config_to_dict,
 )
-from diffusion_lab.tasks.io import AtomicCheckpointIO, atomic_write_json, load_checkpoint_file
+from diffusion_lab.tasks.io import (
+    AtomicCheckpointIO,
+    atomic_copy,
+    atomic_write_json,
+    load_checkpoint_file,
+)
 from diffusion_lab.tasks.resume import resolve_ckpt_path
 from diffusion_lab.tasks.validate import validate_train_config
 
@@ -86,6 +91,10 @@ def train(cfg: DictConfig) -> dict:
             "newest one with resume=auto", None, trainer.global_step,
         ) from e
     train_seconds = time.perf_counter() - start
+    if ckpt_path and trainer.is_global_zero and not last.exists():
+        # resumed from a checkpoint already at max_steps (a job killed in its end-of-training
+        # work): fit had nothing to do; this run's folder still gets its final checkpoint
+        atomic_copy(ckpt_path, last)
 
     step = final_step(trainer)
     metrics = {
