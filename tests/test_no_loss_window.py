@@ -11,6 +11,7 @@ checkpoint intact (injected OSErrors).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 
@@ -191,3 +192,47 @@ def test_full_disk_at_a_periodic_checkpoint_is_one_line(make_cfg, tmp_path, monk
                                               r"\(the previous file is kept\)$"):
         train(make_cfg(*OPTS, "trainer.max_steps=8", run_dir=tmp_path / "r"))
     assert load_checkpoint_file(tmp_path / "r" / "checkpoints" / "step0000002.ckpt")["global_step"] == 2
+
+
+# -- SLURM auto-requeue: Lightning owns SIGUSR1 and writes hpc_ckpt_<n>.ckpt -----------------------
+SLURM = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_JOB_NAME": "train",
+         "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
+
+
+@pytest.mark.slow
+def test_slurm_auto_requeue_checkpoint_is_resumed_and_sigterm_exits_75(make_cfg, tmp_path, caplog):
+    import subprocess
+    import sys
+
+    from test_resume import ROOT, _wait_for
+
+    bin_dir = tmp_path / "bin"  # a stand-in for SLURM's scontrol: records the requeue request
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/requeued\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {**os.environ, **SLURM, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    opts = [*OPTS, "trainer.max_steps=100000", "name=job", f"paths.output_root={tmp_path}", "resume=auto"]
+    with open(tmp_path / "job.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *opts], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    _wait_for("job/*/checkpoints/step0000004.ckpt", tmp_path, proc)
+    proc.send_signal(signal.SIGUSR1)  # Lightning's requeue handler: hpc_ckpt_1.ckpt + scontrol
+    _wait_for("requeued", tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)  # SLURM then stops the job
+    assert proc.wait(120) == 75, (tmp_path / "job.log").read_text()[-3000:]
+    assert (tmp_path / "requeued").read_text().strip() == "requeue 4242"
+    (run_dir,) = (tmp_path / "job").iterdir()
+    hpc = run_dir / "hpc_ckpt_1.ckpt"
+    hpc_step = load_checkpoint_file(hpc)["global_step"]
+    assert any(line.startswith("preempted: received SIGTERM: saved")
+               for line in (tmp_path / "job.log").read_text().splitlines())
+
+    # Keep only what Lightning's handler wrote: the requeued job must find it and go on from it.
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        path.unlink()
+    requeued = make_cfg(*OPTS, f"trainer.max_steps={hpc_step + 2}", "name=job", "resume=auto",
+                        run_dir=tmp_path / "job" / "requeued")
+    requeued.paths.output_root = str(tmp_path)
+    with caplog.at_level(logging.INFO, logger="diffusion_lab.tasks.resume"):
+        assert train(requeued)["global_step"] == hpc_step + 2
+    assert f"resuming from {hpc}" in caplog.text
