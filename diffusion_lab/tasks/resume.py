@@ -9,8 +9,8 @@ checkpoint is skipped with a warning in favour of the next newest.
 Candidates are the periodic and final checkpoints (``<run>/checkpoints/*.ckpt``) and the ones
 Lightning writes on SIGUSR1 under SLURM auto-requeue (``<run>/hpc_ckpt_<n>.ckpt``). When
 searching (``resume=auto``, ``ckpt_path=last``) a checkpoint whose stored config trained a
-different model (another schedule, objective, backbone, data, optimizer, seed: another run
-with the same ``name``) is skipped with a warning naming the first difference; a checkpoint
+different model (another schedule, objective, backbone, data, optimizer, seed, number of
+processes: another run with the same ``name``) is skipped with a warning naming the first difference; a checkpoint
 named explicitly must at least share the schedule and the objective.
 """
 
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # What makes two runs the same training (a requeued job has them all equal); the rest of the
 # config (step budget, logging, callbacks, evaluation, paths) may change between resumes.
-TRAINING_KEYS = ("seed", "schedule", "objective", "backbone", "data", "module", "guidance.label_dropout")
+TRAINING_KEYS = ("seed", "schedule", "objective", "backbone", "data", "module", "guidance.label_dropout",
+                 "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches")
 # What an explicitly named checkpoint must share with this run: otherwise training continues
 # under another noise process or target, silently.
 PROCESS_KEYS = ("schedule", "objective")
