@@ -77,7 +77,9 @@ def test_pickled_payload_is_refused_unrun(make_cfg, tmp_path):
 
 @pytest.mark.parametrize("target", ["os.system", "builtins.eval", "subprocess.call",
                                     "diffusion_lab.backbones.unet.torch.load",
-                                    "diffusion_lab.tasks.io.atomic_write_json"])
+                                    "diffusion_lab.tasks.io.atomic_write_json",
+                                    "diffusion_lab.data.download.download_url",
+                                    "diffusion_lab.data.cifar.download_url"])
 def test_config_target_outside_the_allow_list_is_refused_unrun(make_cfg, tmp_path, target):
     marker = tmp_path / "ran"
     path = target_payload(make_cfg, tmp_path / "evil.ckpt", marker, target)

@@ -32,22 +32,22 @@ TRUSTED_PACKAGES = (
     "diffusion_lab.sampler_spec",
     "diffusion_lab.samplers",
     "diffusion_lab.discretization",
-    "diffusion_lab.data.datamodule",
-    "diffusion_lab.data.arrays",
-    "diffusion_lab.data.digits",
-    "diffusion_lab.data.toy2d",
-    "diffusion_lab.data.idx",
-    "diffusion_lab.data.cifar",
-    "diffusion_lab.data.image_folder",
+    "diffusion_lab.data",
 )
+# ... except these modules (network and archive helpers, not datasets).
+UNTRUSTED_MODULES = ("diffusion_lab.data.download",)
 TRUSTED_NAMES = frozenset(
     f"torch.optim.{name}"
     for name in ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
 )
 
 
+def _within(module_name: str, packages) -> bool:
+    return any(module_name == p or module_name.startswith(p + ".") for p in packages)
+
+
 def _in_trusted_package(module_name: str) -> bool:
-    return any(module_name == p or module_name.startswith(p + ".") for p in TRUSTED_PACKAGES)
+    return _within(module_name, TRUSTED_PACKAGES) and not _within(module_name, UNTRUSTED_MODULES)
 
 
 def _resolve(target: str):
