@@ -87,3 +87,14 @@ def test_resume_auto_after_a_schedule_change_starts_fresh(make_cfg, tmp_path):
     b_steps = sorted(p.name for p in (tmp_path / "shared" / "b" / "checkpoints").glob("step*.ckpt"))
     assert steps == ["step0000002.ckpt", "step0000004.ckpt"]
     assert b_steps == ["step0000002.ckpt", "step0000004.ckpt", "step0000006.ckpt"]  # from 0, not 4
+
+
+def test_a_key_from_another_version_is_not_another_run(make_cfg):
+    from diffusion_lab.tasks.resume import config_difference
+
+    mine = config_to_dict(make_cfg())
+    older = config_to_dict(make_cfg())
+    del older["trainer"]["accumulate_grad_batches"], older["module"]["clip_denoised"]
+    assert config_difference(older, mine) is None
+    older["module"]["ema_decay"] = 0.9
+    assert config_difference(older, mine) == "module.ema_decay: 0.9 in the checkpoint, 0.995 in this run"

@@ -87,7 +87,7 @@ BAD_CONFIGS = [
     ),
     (["module.max_consecutive_nonfinite=0"], "max_consecutive_nonfinite must be >= 1, got 0"),
     (["resume=sometimes"], "resume must be auto or false, got 'sometimes'"),
-    (["+trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be >= 1, got 0"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be >= 1, got 0"),
     (["trainer.devices=0"], "trainer: `Trainer(devices=0)` value is not a valid input"),
     (["trainer.precision=bf16mixed"], "trainer: Precision 'bf16mixed' is invalid."),
     (["seed=1.5"], "seed must be an integer >= 0, got 1.5"),

@@ -52,9 +52,12 @@ def config_difference(stored: dict | None, mine: dict, keys=TRAINING_KEYS) -> st
     if not isinstance(stored, dict):
         return "no diffusion_lab_config: not written by diffusion-lab"
     for key in keys:
+        if _select(stored, key) is None or _select(mine, key) is None:
+            continue
         theirs, ours = dict(_leaves(_select(stored, key), key)), dict(_leaves(_select(mine, key), key))
-        for leaf in sorted(set(theirs) | set(ours)):
-            if leaf not in IGNORED and theirs.get(leaf) != ours.get(leaf):
+        # a key only one side has (a config from another version) is not a difference
+        for leaf in sorted(set(theirs) & set(ours)):
+            if leaf not in IGNORED and theirs[leaf] != ours[leaf]:
                 return f"{leaf}: {theirs.get(leaf)!r} in the checkpoint, {ours.get(leaf)!r} in this run"
     return None
 
