@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from diffusion_lab.callbacks.sample_grid import grid_labels
+from diffusion_lab.callbacks.sample_grid import grid_labels, reference_limits
 from diffusion_lab.lit.generate import generate
 from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
@@ -23,13 +23,16 @@ def sample(cfg: DictConfig) -> dict:
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
     validate_sampling(cfg, module.schedule, module)
+    points = len(module.sample_shape) == 1  # 2-D data: num_points samples, split over classes
+    num_points = cfg.num_points if points else 0
     sampler = build_sampler(cfg)
     labels = None
     if module.num_classes > 0:
-        labels = grid_labels(module.num_classes, cfg.samples_per_class)
+        per_class = math.ceil(num_points / module.num_classes) if points else cfg.samples_per_class
+        labels = grid_labels(module.num_classes, per_class)
     start = time.perf_counter()
     x = generate(
-        module, sampler, labels=labels, num_samples=cfg.num_samples, seed=cfg.seed,
+        module, sampler, labels=labels, num_samples=num_points or cfg.num_samples, seed=cfg.seed,
         batch_size=cfg.batch_size, guidance_scale=cfg.guidance.scale, use_ema=cfg.use_ema,
         progress=f"sampling ({sampler.steps} steps)",
     )
@@ -41,9 +44,13 @@ def sample(cfg: DictConfig) -> dict:
         labels=(labels.numpy() if labels is not None else np.zeros(0, np.int64)),
     )
     if x.dim() == 2:
+        from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
         from diffusion_lab.utils.images import save_png
 
-        save_png(scatter_png(x.numpy(), title="samples"), run_dir / "samples.png")
+        limits = reference_limits(datamodule_from_checkpoint(ckpt))
+        save_png(scatter_png(x.numpy(), title=f"{len(x)} samples",
+                             labels=None if labels is None else labels.numpy(), limits=limits),
+                 run_dir / "samples.png")
     else:
         nrow = cfg.samples_per_class if labels is not None else math.ceil(math.sqrt(len(x)))
         save_grid(x, run_dir / "samples.png", nrow=nrow, upscale=max(1, 32 // x.shape[-1]))

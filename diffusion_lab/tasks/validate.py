@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lab.tasks.errors import ConfigError
 
-__all__ = ["ConfigError", "validate_sample_config", "validate_sampling", "validate_train_config"]
+__all__ = ["ConfigError", "validate_counts", "validate_sample_config", "validate_sampling",
+           "validate_train_config"]
 
 CONSTRUCTOR_ERRORS = (ValueError, TypeError, MisconfigurationException, InstantiationException)
 
@@ -105,9 +106,8 @@ def validate_sample_config(cfg: DictConfig) -> None:
     """The sampling CLI's own values, before the checkpoint is opened."""
     check_finite(cfg)
     _int(cfg, "seed", minimum=0)
-    for key in ("batch_size", "num_samples", "samples_per_class"):
-        if _get(cfg, key) is not None:
-            _int(cfg, key)
+    validate_counts(cfg, *[k for k in ("batch_size", "num_samples", "num_points", "samples_per_class")
+                           if _get(cfg, k) is not None])
 
 
 @contextlib.contextmanager
@@ -154,3 +154,9 @@ def validate_train_config(cfg: DictConfig) -> None:
         build_callbacks(cfg)
     with refused_as_config_error("trainer"), _quiet_lightning():
         instantiate(cfg.trainer, logger=False, callbacks=[])
+
+
+def validate_counts(cfg: DictConfig, *keys: str) -> None:
+    """Each of ``keys`` an integer >= 1 (sample, point and frame counts)."""
+    for key in keys:
+        _int(cfg, key)
