@@ -30,7 +30,7 @@ OPTS = [*TINY_MLP, *QUIET, *CHECKPOINTS, "+callbacks.checkpoint.every_n_train_st
         f"trainer.max_steps={STEPS}", "trainer.val_check_interval=5",
         # an end-of-training callback to be killed in: the sample grid at the last step
         "+callbacks.grid._target_=diffusion_lab.callbacks.sample_grid.SampleGrid",
-        "+callbacks.grid.every_n_steps=10", "+callbacks.grid.num_samples=4000", "sampler.steps=20"]
+        "+callbacks.grid.every_n_steps=10", "+callbacks.grid.num_points=200000", "sampler.steps=20"]
 
 # Runs scripts/train.py; with SLOW_WRITE set, every checkpoint write pauses after the data is in
 # the temporary file and before fsync + rename, so a kill can land inside it.
