@@ -11,14 +11,10 @@ import math
 import lightning as L
 import torch
 
+from diffusion_lab.evaluation import grid_labels
 from diffusion_lab.loggers.media import log_image
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import scatter_png
-
-
-def grid_labels(num_classes: int, per_class: int) -> torch.Tensor:
-    """[0]*per_class + [1]*per_class + ...: row c of the grid holds class c."""
-    return torch.arange(num_classes).repeat_interleave(per_class)
 
 
 class SampleGrid(L.Callback):

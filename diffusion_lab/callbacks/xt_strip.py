@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 
-from diffusion_lab.callbacks.guidance_sweep import describe_sampler
 from diffusion_lab.discretization import UniformSpacing
+from diffusion_lab.evaluation import describe_sampler
 from diffusion_lab.loggers.media import log_image, log_table
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import SamplerSpec, TrajectoryRecorder
