@@ -1,7 +1,8 @@
 """Training loss binned over the timestep t: shows a regime (e.g. the middle t) the network fails.
 
-Every training batch adds its per-sample (weighted) losses and their t, read from the module's
-``_last_per_sample``, to ``num_bins`` equal-width bins over [0, T) with ``index_add_`` on the
+Every training batch adds its per-sample (weighted) losses and their t, which the module's
+``training_step`` returns (``outputs["per_sample_loss"]``, ``outputs["t"]`` of
+``on_train_batch_end``), to ``num_bins`` equal-width bins over [0, T) with ``index_add_`` on the
 training device: no host synchronisation per step. Only when logging are the sums moved to the
 host (summed over processes first under DDP):
 
@@ -119,11 +120,9 @@ class LossByTimestep(L.Callback):
         self._chart_start = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        last = getattr(pl_module, "_last_per_sample", None)
-        if last is None:
-            return
-        pl_module._last_per_sample = None  # consumed: never counted twice
-        loss, t = last
+        if not isinstance(outputs, dict) or "per_sample_loss" not in outputs:
+            return  # a step that returned no per-sample losses
+        loss, t = outputs["per_sample_loss"], outputs["t"]
         self.window.add(loss, t)
         self.chart.add(loss, t)
         step = trainer.global_step

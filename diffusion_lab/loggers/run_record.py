@@ -14,7 +14,6 @@ only one a reader can lose.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from lightning.pytorch.loggers.logger import Logger
@@ -24,13 +23,11 @@ SCALARS_FILE = Path("media") / "scalars.jsonl"
 
 
 def append_scalars(run_dir: str | Path, step: int, metrics: dict[str, float]) -> Path:
-    """Append {"step": step, **metrics} (finite or not, as floats) to the run's scalars file."""
+    """Append {"step": step, **metrics} to the run's scalars file (floats; NaN and infinities
+    as Python's json writes and reads them)."""
     path = Path(run_dir) / SCALARS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = {"step": int(step)}
-    for key, value in metrics.items():
-        value = float(value)
-        line[key] = value if math.isfinite(value) else str(value)  # JSON has no nan/inf
+    line = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
     with open(path, "a") as f:
         f.write(json.dumps(line) + "\n")
         f.flush()
