@@ -60,15 +60,6 @@ class TimestepLossAccumulator:
         self.sums.index_add_(0, bins, loss.detach().to(self.sums.dtype))
         self.counts.index_add_(0, bins, torch.ones_like(self.counts[:1]).expand(bins.shape[0]))
 
-    def merge_(self, other: TimestepLossAccumulator) -> None:
-        """Add another accumulator's sums and counts to this one."""
-        if other.sums is None:
-            return
-        if self.sums is None:
-            self._alloc(other.sums.device)
-        self.sums += other.sums.to(self.sums.device, self.sums.dtype)
-        self.counts += other.counts.to(self.counts.device, self.counts.dtype)
-
     def reset(self) -> None:
         if self.sums is not None:
             self.sums.zero_()
