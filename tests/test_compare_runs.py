@@ -191,3 +191,18 @@ def test_discovery_and_errors(runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no run directories")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_sweep_summary_marks_jobs_that_never_trained(tmp_path):
+    from diffusion_lab.reports.multirun_summary import summarize_training_sweep
+
+    for job, overrides in (("0", ["lr=1e-3"]), ("1", ["lr=oops"]), ("2", ["lr=1e-2"])):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create(overrides), tmp_path / job / ".hydra" / "overrides.yaml")
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"global_step": 4, "train/loss": 0.5}))
+    (tmp_path / "2" / "media").mkdir()  # trained, then killed before writing metrics.json
+    (tmp_path / "2" / "media" / "scalars.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n')
+    rows = summarize_training_sweep(tmp_path)["rows"]
+    assert rows[0] == ["0", "lr=1e-3", 4, 0.5]
+    assert rows[1][1] == "lr=oops (never trained: refused at validation or stopped before step 0)"
+    assert rows[2][1] == "lr=1e-2 (no metrics.json: failed or still running)"
