@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion_lab.backbones import UNet
 from diffusion_lab.bench.readme import machine_description, write_readme_section
-from diffusion_lab.bench.timing import count_flops, median_seconds, native_bf16
+from diffusion_lab.bench.timing import count_flops, median_seconds, native_bf16, significant
 from diffusion_lab.guidance import classifier_free
 from diffusion_lab.parametrization import EpsPrediction
 from diffusion_lab.precond import VPDenoiser
@@ -106,14 +106,18 @@ def inputs(shape, batch, device, channels_last=False):
 def train_figures(net, call, shape, batch, device, args, bf16=False, channels_last=False,
                   fused=None) -> dict:
     x, t, y, eps = inputs(shape, batch, device, channels_last)
+    # FLOPs are counted on the eager module: FlopCounterMode's global module hooks would fire
+    # inside a compiled graph (and be traced into it), slowing every later call.
+    eager = getattr(net, "_orig_mod", net)
+    flops = count_flops(train_step(eager, call, x, t, y, eps, bf16, fused))
     step = train_step(net, call, x, t, y, eps, bf16, fused)
-    flops = count_flops(step)  # also the first warm-up step
+    warmup = max(args.warmup, 2) if eager is not net else args.warmup  # compilation untimed
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    seconds = median_seconds(step, device, args.warmup, args.repeats)
+    seconds = median_seconds(step, device, warmup, args.repeats)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return {"train_img_per_s": round(batch / seconds, 2), "gflop_per_img": round(flops / batch / 1e9, 2),
-            "gflop_per_s": round(flops / seconds / 1e9, 1),
+    return {"train_img_per_s": significant(batch / seconds), "gflop_per_img": significant(flops / batch / 1e9),
+            "gflop_per_s": significant(flops / seconds / 1e9),
             "peak_mem_MiB": None if peak is None else round(peak, 1)}
 
 
@@ -135,7 +139,7 @@ def sampling_img_per_nfe_s(net, shape, batch, device, args, bf16=False, two_forw
 
     seconds = median_seconds(nfe, device, args.warmup, args.repeats)
     net.train()
-    return round(batch / seconds, 1)
+    return significant(batch / seconds)
 
 
 def throughput(args, device) -> list[dict]:
@@ -228,6 +232,8 @@ def options(args, device) -> list[dict]:
         net = torch.compile(fresh())
         add("torch.compile", train_figures(net, _call_ours, shape, batch, device, args)["train_img_per_s"],
             note="after compilation (excluded from the timing)")
+        del net
+        torch._dynamo.reset()  # no compiled code or guards leak into the next measurement
     else:
         add("torch.compile", note="not run (pass --compile; compiling takes minutes on a CPU)")
     net = fresh()

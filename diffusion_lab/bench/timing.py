@@ -29,6 +29,12 @@ def median_seconds(fn: Callable[[], object], device: torch.device, warmup: int, 
     return statistics.median(times)
 
 
+def significant(x: float, digits: int = 3) -> float:
+    """``x`` rounded to ``digits`` significant figures (a rate of a tiny model on a busy
+    machine stays non-zero, a large one keeps no false precision)."""
+    return float(f"{x:.{digits}g}")
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of one call of ``fn`` (matmuls and convolutions, forward and backward)."""
     with FlopCounterMode(display=False) as counter:

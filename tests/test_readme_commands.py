@@ -1,0 +1,177 @@
+"""Every command the README shows runs as written, at a tiny size.
+
+The README's ``bash`` blocks (and ``$ `` lines of its other blocks) are read in order and each
+command is run in a scratch folder, with overrides appended that shrink the work (a few steps,
+few samples, CSV logging) but change nothing else: the command's own arguments, presets and
+sweeps stay as the README prints them. Placeholders (``ckpt=...``, ``<run>``,
+``<date>_<time>``) are filled with what the earlier commands produced. A command the test cannot
+run here is listed in ``NOT_RUN`` with the reason and the test that covers it instead; a new
+README command that is neither run nor listed fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+# command prefix -> why it is not run here (and what covers it)
+NOT_RUN = {
+    "make test": "the test suite itself",
+    "make test-fast": "the test suite itself",
+    "make bench": "minutes of timing; its code runs at tiny size in tests/test_bench*.py",
+    "python scripts/benchmark.py --readme": "rewrites README.md; tests/test_bench.py covers it",
+    ".venv/bin/pip install": "installation; `make test` performs it before this test runs",
+    "python scripts/train.py -m hydra/launcher=slurm": "needs a SLURM cluster; "
+                                                       "tests/test_launchers.py composes it",
+}
+
+# Work shrinkers appended to every command of a script (a key the command sweeps is left alone).
+TINY = {
+    "train.py": [
+        "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false", "callbacks=minimal",
+        "callbacks.checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=2",
+        "callbacks.sample_grid.samples_per_class=1", "callbacks.sample_grid.num_samples=8",
+        "logger=csv", "sampler.steps=2", "eval.samples_per_class=2", "data.module.batch_size=8",
+        "module.warmup_steps=0", "hydra.sweeper.n_trials=2", "eval.enabled=false",
+    ],
+    "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2"],
+    "evaluate.py": ["samples_per_class=2", "sampler.steps=2"],
+}
+# key -> (only with / not with) an argument starting so: Hydra refuses unknown keys, and a
+# hyper-parameter search needs the end-of-run metric it minimises.
+ONLY_IF_PRESENT = {"hydra.sweeper.n_trials": "hparams_search="}
+NOT_IF_PRESENT = {"eval.enabled": "hparams_search="}
+
+
+def readme_commands(text: str) -> list[str]:
+    """Shell commands of the README: every line of a ``bash`` block (comments stripped,
+    backslash continuations joined) and ``$ ``-prefixed lines of other fenced blocks."""
+    commands, block, lang = [], None, ""
+    pending = ""
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if block is None:
+                block, lang = [], line[3:].strip()
+            else:
+                block = None
+            continue
+        if block is None:
+            continue
+        if lang == "bash":
+            code = pending + re.sub(r"\s+#.*$", "", line).strip()
+            if code.endswith("\\"):
+                pending = code[:-1].strip() + " "
+                continue
+            pending = ""
+            if code:
+                commands.append(code)
+        elif line.startswith("$ "):
+            commands.append(line[2:].strip())
+    return commands
+
+
+def _key(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")
+
+
+def shrink(script: str, args: list[str]) -> list[str]:
+    """``args`` plus the script's TINY overrides whose key the command does not sweep."""
+    swept = {_key(a) for a in args if "=" in a and "," in a.split("=", 1)[1]}
+    present = {_key(a) for a in args if "=" in a}
+    extra = []
+    for override in TINY.get(script, []):
+        key = _key(override)
+        if key in swept:
+            continue
+        if key in ONLY_IF_PRESENT and not any(a.startswith(ONLY_IF_PRESENT[key]) for a in args):
+            continue
+        if key in NOT_IF_PRESENT and any(a.startswith(NOT_IF_PRESENT[key]) for a in args):
+            continue
+        if key == "callbacks" and "callbacks" in present:
+            continue
+        extra.append(override)
+    return args + extra
+
+
+class Runner:
+    """Runs README commands in ``cwd`` and fills placeholders from what earlier ones wrote."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT),
+                    "DIFFUSION_LAB_CACHE": str(cwd / "cache"), "HYDRA_FULL_ERROR": "0"}
+
+    def newest(self, pattern: str) -> Path:
+        found = sorted(self.cwd.glob(pattern), key=lambda p: p.stat().st_mtime)
+        assert found, f"nothing matches {pattern} under {self.cwd}: an earlier command failed?"
+        return found[-1]
+
+    def fill(self, arg: str) -> str:
+        if arg in ("ckpt=...",) or ("<run>" in arg and arg.startswith("ckpt=")):
+            return "ckpt=" + str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
+        if "<date>_<time>" in arg:
+            prefix = arg.split("<date>_<time>")[0]
+            return str(self.newest(prefix + "*"))
+        return arg
+
+    def argv(self, command: str, tiny: bool = True) -> tuple[list[str], Path]:
+        words = [self.fill(w) for w in shlex.split(command)]
+        shrink_ = shrink if tiny else (lambda script, args: args)
+        if words[:2] == ["make", "train"] or words[:2] == ["make", "sample"]:
+            script = {"train": "train.py", "sample": "sample.py"}[words[1]]
+            args = next((w.split("=", 1)[1] for w in words[2:] if w.startswith("ARGS=")), "")
+            args = [self.fill(a) for a in shlex.split(args)]
+            args = shrink_(script, args) + [f"paths.output_root={self.cwd / 'outputs'}"]
+            return ["make", "-s", "-C", str(ROOT), words[1], f"PY={sys.executable}",
+                    "ARGS=" + shlex.join(args)], ROOT
+        assert words[0] == "python" and words[1].startswith("scripts/"), command
+        script = Path(words[1]).name
+        return [sys.executable, str(ROOT / words[1]), *shrink_(script, words[2:])], self.cwd
+
+    def run(self, command: str, tiny: bool = True, timeout: float = 600):
+        argv, cwd = self.argv(command, tiny)
+        return subprocess.run(argv, check=False, cwd=cwd, env=self.env, capture_output=True,
+                              text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_readme_is_parsed_into_commands():
+    commands = readme_commands(README.read_text())
+    assert "python scripts/train.py schedule=linear sampler=ddim guidance.scale=3" in commands
+    joined = [c for c in commands if c.startswith("python scripts/sample.py -m")]
+    assert joined and "guidance.scale=1,3,5" in joined[0]  # continuation line joined
+    assert shrink("train.py", ["-m", "sampler.steps=10,20"]).count("sampler.steps=2") == 0
+    assert "trainer.max_steps=2" in shrink("train.py", ["trainer.max_steps=500"])
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs_as_written(tmp_path):
+    runner = Runner(tmp_path)
+    ran, failures = [], []
+    for command in readme_commands(README.read_text()):
+        if any(command.startswith(prefix) for prefix in NOT_RUN):
+            continue
+        expected_error = None
+        if "sampler.steps=2000" in command:  # the README's example of a refused value
+            expected_error = "exceeds the schedule"
+        proc = runner.run(command, tiny=expected_error is None)
+        ran.append(command)
+        if expected_error:
+            ok = proc.returncode == 2 and expected_error in proc.stderr
+        else:
+            ok = proc.returncode == 0
+        if not ok:
+            failures.append(f"{command}\n  exit {proc.returncode}\n{proc.stderr[-2000:]}")
+    assert not failures, "\n\n".join(failures)
+    assert len(ran) >= 15, ran
+    assert (tmp_path / "report.html").is_file()
