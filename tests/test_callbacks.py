@@ -30,7 +30,7 @@ from diffusion_lab.callbacks import (
     XtStrip,
 )
 from diffusion_lab.callbacks.mode_coverage import coverage_stats
-from diffusion_lab.callbacks.xt_strip import nearest_steps, strip_sampler
+from diffusion_lab.callbacks.xt_strip import nearest_steps
 from diffusion_lab.metrics import load_or_train_classifier
 from diffusion_lab.noise import initial_noise
 from diffusion_lab.tasks.build import build_datamodule, build_module
@@ -149,17 +149,19 @@ def test_xt_strip_columns_follow_the_trajectory_and_the_forward_process(make_cfg
     x0 = torch.rand(n, 1, 8, 8) * 2 - 1
     cb = XtStrip(seed=3)
     s = cb.strips(module, x0)
-    assert s["t"] == [999, 749, 499, 249, 0]
+    # The run's own grid (log-SNR, 20 steps): the levels nearest 999, 749.25, 499.5, 249.75, 0.
+    sigmas = module.sampler.sigmas(module.schedule)
+    assert s["steps"] == nearest_steps(module.schedule, sigmas, [999, 749.25, 499.5, 249.75, 0])
+    grid_t = module.schedule.sigma_to_t(sigmas[:-1])
+    assert s["t"] == [round(float(grid_t[i])) for i in s["steps"][:-1]] + [0]
+    assert s["t"][0] == 999 and s["t"] == sorted(s["t"], reverse=True)
     assert all(len(s[k]) == 5 for k in ("reverse_xt", "reverse_x0_hat", "forward"))
     # t = T: the sampler's starting noise, in the VP scale, is the seed's initial noise.
     torch.testing.assert_close(s["reverse_xt"][0], initial_noise((n, 1, 8, 8), seed=3),
                                atol=1e-5, rtol=1e-5)
-    # t = 0: the sample the same seeds give without a recorder.
+    # t = 0: the sample the run's sampler gives from the same seeds without a recorder.
     labels = torch.arange(n) % module.num_classes
-    strip_spec = strip_sampler(module.sampler)  # the run's solver, on the uniform grid
-    assert strip_spec.solver is module.sampler.solver and strip_spec.steps == 20
-    torch.testing.assert_close(s["reverse_xt"][-1],
-                               module.sample(labels=labels, seed=3, sampler=strip_spec))
+    torch.testing.assert_close(s["reverse_xt"][-1], module.sample(labels=labels, seed=3))
     torch.testing.assert_close(s["reverse_x0_hat"][-1], s["reverse_xt"][-1])
     # Forward columns: x_t = sqrt(ab) x0 + sqrt(1 - ab) noise with ONE noise draw per image.
     torch.testing.assert_close(s["forward"][-1], x0)

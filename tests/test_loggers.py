@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 import types
@@ -142,6 +143,9 @@ def test_wandb_offline_run_holds_images_tables_and_dashboard_history(tmp_path, s
     assert {"guidance_sweep/table", "guidance_sweep/fid_vs_w_table",
             "guidance_sweep/accuracy_vs_w_table", "loss_by_t/table", "loss_by_t/chart_table",
             "mode_coverage/table", "mode_coverage/histogram_table", "xt_strip/columns"} <= tables
+    # The animation: wandb.Video of the GIF file (no moviepy/imageio needed), at both strips.
+    videos = sorted((files / "videos" / "xt_strip").glob("animation_*.gif"))
+    assert len(videos) == 2 and all(Image.open(v).n_frames > 1 for v in videos)
     (sweep_table,) = (files / "table" / "guidance_sweep").glob("table_*.table.json")
     sweep = json.loads(sweep_table.read_text())
     assert sweep["columns"][:4] == ["w", "fid", "accuracy", "num_samples"]
@@ -177,6 +181,9 @@ def test_tensorboard_event_file_has_dashboard_images_and_scalars(tmp_path, share
     assert {"loss_by_t/bin_00", "guidance_sweep/fid_w1", "guidance_sweep/accuracy_w1",
             "mode_coverage/entropy"} <= set(tags["scalars"])
     assert [e.step for e in acc.Images("xt_strip/forward")] == [2, 4]
+    # add_video needs moviepy (not a dependency); without it the first and last frames
+    if importlib.util.find_spec("moviepy") is None:
+        assert [e.step for e in acc.Images("xt_strip/animation/first_last")] == [2, 4]
     assert [e.step for e in acc.Scalars("loss_by_t/bin_00")] == [1, 2, 3, 4]
     assert "guidance_sweep/table/text_summary" in tags["tensors"]
 
@@ -186,6 +193,8 @@ def test_without_a_logger_every_callback_still_writes_its_files(tmp_path, shared
     tiny_run(run_dir, shared_cache, "logger=none")
     for rel in DASHBOARD_PNGS:
         assert (run_dir / "media" / rel).is_file(), rel
+    for suffix in (".gif", ".html"):
+        assert (run_dir / "media" / "xt_strip_animation" / f"step0000004{suffix}").is_file()
     for rel in ("guidance_sweep_table_step0000004.json", "mode_coverage_table_step0000004.json",
                 "loss_by_t_table_step0000004.json", "xt_strip_columns_step0000004.json"):
         assert (run_dir / "media" / rel).is_file(), rel

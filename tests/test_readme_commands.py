@@ -46,6 +46,8 @@ TINY = {
     ],
     "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2"],
     "evaluate.py": ["samples_per_class=2", "sampler.steps=2"],
+    "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
+                     "animation.field_grid=3"],
 }
 # key -> (only with / not with) an argument starting so: Hydra refuses unknown keys, and a
 # hyper-parameter search needs the end-of-run metric it minimises.
@@ -97,8 +99,9 @@ def shrink(script: str, args: list[str]) -> list[str]:
             continue
         if key in NOT_IF_PRESENT and any(a.startswith(NOT_IF_PRESENT[key]) for a in args):
             continue
-        if key == "callbacks" and "callbacks" in present:
-            continue
+        if key == "callbacks" and any(k == "callbacks" or k.startswith("callbacks.")
+                                      for k in present):
+            continue  # the command sets callbacks (or keys that `minimal` would null)
         extra.append(override)
     return args + extra
 
@@ -117,8 +120,10 @@ class Runner:
         return found[-1]
 
     def fill(self, arg: str) -> str:
-        if arg in ("ckpt=...",) or ("<run>" in arg and arg.startswith("ckpt=")):
+        if arg == "ckpt=...":
             return "ckpt=" + str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
+        if "<run>" in arg and arg.startswith("ckpt="):  # that experiment's newest run
+            return "ckpt=" + str(self.newest(arg[len("ckpt="):].replace("<run>", "*")))
         if "<date>_<time>" in arg:
             prefix = arg.split("<date>_<time>")[0]
             return str(self.newest(prefix + "*"))

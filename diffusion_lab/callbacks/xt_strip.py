@@ -4,16 +4,19 @@ process of real data at the same noise levels.
 For t in {T, 3T/4, T/2, T/4, 0} (``t_fractions`` of T - 1) three images, rows = samples,
 columns = the t values (labelled above each column and in the caption):
 
-* ``xt_strip/reverse_xt``: the run's solver, on a uniform (trailing) grid of the run's step count
-  rounded up to a multiple of 4 so that 3T/4, T/2 and T/4 are grid points (``strip_sampler``),
-  and its x_t at the grid step nearest each t (shown in the VP
-  scale x_t = x / sqrt(1 + sigma^2), the scale of q(x_t | x0)); the t = 0 column is the sample;
+* ``xt_strip/reverse_xt``: the run's own sampler (solver, spacing and step count: the
+  trajectory the sample grid follows) and its x_t at the grid level nearest each t (shown in the
+  VP scale x_t = x / sqrt(1 + sigma^2), the scale of q(x_t | x0)); the t = 0 column is the
+  sample. Each column is labelled with the t it actually shows;
 * ``xt_strip/reverse_x0_hat``: the denoiser's prediction of x0 at those steps;
 * ``xt_strip/forward``: x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise of real images at the same t,
   with fixed noise (one draw per image, reused at every t); the t = 0 column is x0 itself.
 
 If the middle columns of ``reverse_x0_hat`` are noise while the forward strip still shows digits,
-the network has not learned its middle regime. 2-D data gets a row of scatter plots per strip.
+the network has not learned its middle regime. 2-D data gets a row of scatter plots per strip
+(``num_points`` points, coloured by class, on axes that hold the real data; points outside are
+drawn on the border and counted in the title). With ``animation`` (a ``TrajectoryAnimation``)
+the same sampling run also records every level and logs ``xt_strip/animation`` (GIF + HTML).
 EMA weights, fixed per-sample seeds, global rank 0 only.
 """
 
@@ -21,29 +24,26 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
+import time
 from collections.abc import Sequence
 
 import lightning as L
 import torch
 
-from diffusion_lab.discretization import UniformSpacing
+from diffusion_lab.callbacks.animation import Trajectory, TrajectoryAnimation
 from diffusion_lab.evaluation import describe_sampler
-from diffusion_lab.loggers.media import log_image, log_table
+from diffusion_lab.loggers.media import log_animation, log_image, log_scalars, log_table
 from diffusion_lab.noise import PerSampleNoise
-from diffusion_lab.sampler_spec import SamplerSpec, TrajectoryRecorder
+from diffusion_lab.sampler_spec import TrajectoryRecorder
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import label_columns, scatter_row_png
+from diffusion_lab.utils.plots2d import square_limits
 
 log = logging.getLogger(__name__)
 
 #: PerSampleNoise stream of the forward strip's noise (0 and 1 belong to the samplers).
 FORWARD_NOISE_STREAM = 2
-
-
-def strip_sampler(spec: SamplerSpec) -> SamplerSpec:
-    """The run's solver on the uniform grid of 4 * ceil(steps / 4) steps: its trailing timesteps
-    T - 1 - k T / n include 3T/4, T/2 and T/4 (whatever spacing the run samples with)."""
-    return SamplerSpec(spec.solver, UniformSpacing(), 4 * math.ceil(spec.steps / 4))
 
 
 def nearest_steps(schedule, sigmas: torch.Tensor, targets: Sequence[float]) -> list[int | None]:
@@ -56,6 +56,29 @@ def nearest_steps(schedule, sigmas: torch.Tensor, targets: Sequence[float]) -> l
     return out
 
 
+class StepClock:
+    """Wall time between consecutive training-batch ends (the last ``window``), leaving out
+    the intervals in which the caller did its own work (``pause()``)."""
+
+    def __init__(self, window: int = 50) -> None:
+        self.window, self.times, self._t = window, [], None
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self._t is not None:
+            self.times = [*self.times[-(self.window - 1):], now - self._t]
+        self._t = now
+
+    def pause(self) -> None:
+        self._t = None
+
+    def count(self) -> int:
+        return len(self.times)
+
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+
 class XtStrip(L.Callback):
     def __init__(
         self,
@@ -65,6 +88,7 @@ class XtStrip(L.Callback):
         seed: int = 0,
         guidance_scale: float | None = None,
         t_fractions: Sequence[float] = (1.0, 0.75, 0.5, 0.25, 0.0),
+        animation: TrajectoryAnimation | None = None,
     ):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
@@ -78,18 +102,22 @@ class XtStrip(L.Callback):
         self.seed = seed
         self.guidance_scale = guidance_scale
         self.t_fractions = [float(f) for f in t_fractions]
+        self.animation = animation
+        self.step_clock = StepClock()  # training step time, to state what the strips cost
         self.last: dict | None = None  # what the last call made (paths, t values), for tests
 
     # ------------------------------------------------------------------ the strips
     @torch.no_grad()
     def strips(self, module, x0_real: torch.Tensor) -> dict:
-        """Sample with a trajectory recorder; return the three strips as lists of (N, ...)
-        tensors, one per column, plus the t values of the columns."""
-        schedule, spec = module.schedule, strip_sampler(module.sampler)
+        """Sample with the run's sampler and a trajectory recorder; return the three strips as
+        lists of (N, ...) tensors, one per column, the t values of the columns, the class labels
+        sampled, the forward noise and (with an animation) the recorded ``trajectory``."""
+        schedule, spec = module.schedule, module.sampler
         sigmas = spec.sigmas(schedule)
         targets = [f * (schedule.num_steps - 1) for f in self.t_fractions]
         steps = nearest_steps(schedule, sigmas, targets)
-        recorder = TrajectoryRecorder([i for i in steps if i is not None])
+        frames = self.animation.frame_steps(spec.steps) if self.animation is not None else []
+        recorder = TrajectoryRecorder({i for i in steps if i is not None} | set(frames))
         n = x0_real.shape[0]
         labels = None
         if module.num_classes > 0:
@@ -115,45 +143,74 @@ class XtStrip(L.Callback):
             forward.append(schedule.q_sample(x0_real.cpu().float(), t_idx, noise))
             t_values.append(t)
             sigma_values.append(float(sigma))
+        trajectory = (Trajectory.from_recorder(recorder, frames, final, schedule) if frames
+                      else None)
         return {"reverse_xt": xt, "reverse_x0_hat": x0_hat, "forward": forward,
-                "t": t_values, "sigma": sigma_values, "steps": steps}
+                "t": t_values, "sigma": sigma_values, "steps": steps, "labels": labels,
+                "noise": noise, "trajectory": trajectory}
 
     def make(self, trainer, module) -> None:
         if not trainer.is_global_zero:
             return
         step = trainer.global_step
         image_data = len(module.sample_shape) == 3
-        x0_real = self._real_batch(trainer.datamodule, self.num_samples if image_data
+        x0_real = self.real_batch(trainer.datamodule, self.num_samples if image_data
                                    else self.num_points)
         if x0_real is None:
             log.info("x_t strip skipped: it needs the trainer's datamodule for real images")
             return
-        n = x0_real.shape[0]
+        start = time.perf_counter()
+        s, images = self.figures(module, x0_real, f"step {step}")
+        paths = {name: log_image(trainer, f"xt_strip/{name}", image, step, caption=caption)
+                 for name, (image, caption) in images.items()}
+        log_table(trainer, "xt_strip/columns", ["column", "t", "sigma", "sampler_step"],
+                  [[k, t, sg, i] for k, (t, sg, i) in enumerate(zip(s["t"], s["sigma"],
+                                                                     s["steps"]))], step)
+        self.last = {"step": step, "t": s["t"], "paths": paths, "rows": x0_real.shape[0],
+                     "columns": len(s["t"]), "seconds": time.perf_counter() - start}
+        if s["trajectory"] is not None:
+            start = time.perf_counter()
+            title = f"{describe_sampler(module.sampler)}, step {step}"
+            frames = self.animation.frames(module, s["trajectory"], x0_real, s["noise"],
+                                           s["labels"], title)
+            self.last["animation"] = log_animation(
+                trainer, "xt_strip/animation", frames, step, s["trajectory"].frame_labels(),
+                caption=title, fps=self.animation.fps)
+            self.last["animation_seconds"] = time.perf_counter() - start
+            self.last["frames"] = len(frames)
+        cost = {k: self.last[k] for k in ("seconds", "animation_seconds") if k in self.last}
+        log_scalars(trainer, {f"xt_strip/{k}": v for k, v in cost.items()}, step)
+        log.info("x_t strips %.2fs, animation (%d frames) %.2fs at step %d; a training step "
+                 "%.3fs (median of the last %d)", self.last["seconds"], self.last.get("frames", 0),
+                 self.last.get("animation_seconds", 0.0), step, self.step_clock.median(),
+                 self.step_clock.count())
+
+    def figures(self, module, x0_real: torch.Tensor, when: str) -> tuple[dict, dict]:
+        """(:meth:`strips`, {strip name: (image, caption)}); ``when`` ends the captions."""
         s = self.strips(module, x0_real)
         t_text = ", ".join(str(t) for t in s["t"])
-        where = f"{describe_sampler(strip_sampler(module.sampler))}, step {step}"
+        where = f"{describe_sampler(module.sampler)}, {when}"
         titles = {
             "reverse_xt": "reverse x_t",
             "reverse_x0_hat": "reverse: predicted x0",
             "forward": "forward q(x_t | x0), real data",
         }
-        paths = {}
+        image_data = x0_real.dim() == 4
+        limits = None if image_data else square_limits(*(c.numpy() for c in s["forward"]))
+        images = {}
         for name, title in titles.items():
             caption = f"{title} at t = {t_text} (T = {module.schedule.num_steps}; {where})"
             if image_data:
                 image = self._image_strip(s[name], s["t"])
                 caption += "; rows: samples, columns: t"
             else:
+                labels = None if name == "forward" or s["labels"] is None else s["labels"].numpy()
                 image = scatter_row_png([c.numpy() for c in s[name]], [f"t={t}" for t in s["t"]],
-                                        suptitle=caption, limits=(-3.0, 3.0))
-            paths[name] = log_image(trainer, f"xt_strip/{name}", image, step, caption=caption)
-        log_table(trainer, "xt_strip/columns", ["column", "t", "sigma", "sampler_step"],
-                  [[k, t, sg, i] for k, (t, sg, i) in enumerate(zip(s["t"], s["sigma"],
-                                                                     s["steps"]))], step)
-        self.last = {"step": step, "t": s["t"], "paths": paths, "rows": n,
-                     "columns": len(s["t"])}
+                                        suptitle=caption, labels=labels, limits=limits)
+            images[name] = (image, caption)
+        return s, images
 
-    def _real_batch(self, dm, n: int) -> torch.Tensor | None:
+    def real_batch(self, dm, n: int) -> torch.Tensor | None:
         """``n`` fixed real samples (fewer if the data is smaller): validation split if any."""
         if dm is None:
             return None
@@ -172,10 +229,12 @@ class XtStrip(L.Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.step_clock.tick()
         step = trainer.global_step
         if (step > 0 and step % self.every_n_steps == 0 and step < (trainer.max_steps or -1)
                 and (self.last is None or self.last["step"] != step)):
             self.make(trainer, pl_module)
+            self.step_clock.pause()
 
     def on_train_end(self, trainer, pl_module):
         self.make(trainer, pl_module)

@@ -20,7 +20,13 @@ log_line    ``wandb.plot.line`` /        ``add_image`` of the plot      (PNG + J
             ``line_series`` chart
 log_bar     ``wandb.plot.bar`` chart     ``add_image`` of the plot      (PNG + JSON only)
 log_scalars ``log_metrics``              ``log_metrics`` (scalars)      ``log_metrics``
+log_anim... ``wandb.Video`` of the GIF   ``add_video`` (needs moviepy;  (GIF + HTML only)
+                                         else first and last frames
+                                         via ``add_images``)
 =========== ============================ ============================== ====================
+
+``log_animation`` also writes <run_dir>/media/<key>/step<N>.gif and step<N>.html (a
+self-contained page with a slider over the frames).
 
 W&B entries go through Lightning's ``WandbLogger.log_metrics``, which adds
 ``trainer/global_step`` instead of passing ``step=`` to ``wandb.log``: W&B's own step counter
@@ -213,3 +219,42 @@ def log_bar(
 
     _send_image(trainer, key, image, step, chart)
     return path
+
+
+def log_animation(
+    trainer,
+    key: str,
+    frames: Sequence[np.ndarray],
+    step: int,
+    frame_labels: Sequence[str],
+    caption: str = "",
+    fps: float = 4.0,
+) -> dict[str, Path] | None:
+    """An animation of uint8 (H, W, 3) ``frames``: <run_dir>/media/<key>/step<N>.gif and a
+    self-contained step<N>.html (slider over the frames, ``frame_labels`` beside each); W&B
+    gets ``wandb.Video`` of the GIF file (no moviepy/imageio needed); TensorBoard gets
+    ``add_video`` when moviepy is installed, else the first and last frames (``add_images``)."""
+    import importlib.util
+
+    from diffusion_lab.utils.animation import save_gif, save_html_player
+
+    if not _is_rank_zero(trainer):
+        return None
+    gif = save_gif(frames, media_path(trainer, key, step, ".gif"), fps)
+    page = save_html_player(frames, frame_labels, media_path(trainer, key, step, ".html"),
+                            title=f"{key}, step {step}", caption=caption, fps=fps)
+    video = np.stack(frames).transpose(0, 3, 1, 2)[None]  # (1, T, C, H, W)
+    for logger in _loggers(trainer):
+        kind = _kind(logger)
+        if kind == "wandb":
+            import wandb
+
+            logger.log_metrics({key: wandb.Video(str(gif), caption=caption, format="gif")},
+                               step=step)
+        elif kind == "tensorboard":
+            if importlib.util.find_spec("moviepy") is not None:
+                logger.experiment.add_video(key, video, step, fps=fps)
+            else:  # add_video needs moviepy: show where the animation starts and ends
+                logger.experiment.add_images(key + "/first_last", np.stack([frames[0], frames[-1]]),
+                                             step, dataformats="NHWC")
+    return {"gif": gif, "html": page}

@@ -13,22 +13,27 @@ from diffusion_lab.evaluation import SampleJudge, grid_labels, sampler_name
 from diffusion_lab.lit.generate import generate
 from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-from diffusion_lab.tasks.validate import validate_sampling
+from diffusion_lab.tasks.validate import validate_counts, validate_sampling
 from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.plots import scatter_png
+from diffusion_lab.utils.plots2d import reference_limits
 
 
 def sample(cfg: DictConfig) -> dict:
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
     validate_sampling(cfg, module.schedule.num_steps)
+    points = len(module.sample_shape) == 1  # 2-D data: num_points samples, split over classes
+    validate_counts(cfg, "num_points" if points else "num_samples")
+    num_points = cfg.num_points if points else 0
     sampler = build_sampler(cfg)
     labels = None
     if module.num_classes > 0:
-        labels = grid_labels(module.num_classes, cfg.samples_per_class)
+        per_class = math.ceil(num_points / module.num_classes) if points else cfg.samples_per_class
+        labels = grid_labels(module.num_classes, per_class)
     start = time.perf_counter()
     x = generate(
-        module, sampler, labels=labels, num_samples=cfg.num_samples, seed=cfg.seed,
+        module, sampler, labels=labels, num_samples=num_points or cfg.num_samples, seed=cfg.seed,
         batch_size=cfg.batch_size, guidance_scale=cfg.guidance.scale, use_ema=cfg.use_ema,
         progress=f"sampling ({sampler.steps} steps)",
     )
@@ -40,9 +45,13 @@ def sample(cfg: DictConfig) -> dict:
         labels=(labels.numpy() if labels is not None else np.zeros(0, np.int64)),
     )
     if x.dim() == 2:
+        from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
         from diffusion_lab.utils.images import save_png
 
-        save_png(scatter_png(x.numpy(), title="samples"), run_dir / "samples.png")
+        limits = reference_limits(datamodule_from_checkpoint(ckpt))
+        save_png(scatter_png(x.numpy(), title=f"{len(x)} samples",
+                             labels=None if labels is None else labels.numpy(), limits=limits),
+                 run_dir / "samples.png")
     else:
         nrow = cfg.samples_per_class if labels is not None else math.ceil(math.sqrt(len(x)))
         save_grid(x, run_dir / "samples.png", nrow=nrow, upscale=max(1, 32 // x.shape[-1]))

@@ -119,3 +119,9 @@ def _check_backbone_shape(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"image size {size} is not divisible by the DiT patch size {patch!r}"
             )
+
+
+def validate_counts(cfg: DictConfig, *keys: str) -> None:
+    """Each of ``keys`` an integer >= 1 (sample, point and frame counts)."""
+    for key in keys:
+        _int(cfg, key)

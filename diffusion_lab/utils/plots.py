@@ -30,34 +30,24 @@ def _figure_to_array(fig) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def scatter_png(points: np.ndarray, title: str = "", reference: np.ndarray | None = None) -> np.ndarray:
-    """Scatter plot of 2-D points (optionally over reference points) as an RGB array."""
-    return scatter_row_png([points], [title], reference=reference)
+def scatter_png(points: np.ndarray, title: str = "", labels: np.ndarray | None = None,
+                limits: tuple[float, float] | None = None) -> np.ndarray:
+    """Scatter plot of 2-D points (coloured by class when ``labels`` are given) as an RGB array."""
+    return scatter_row_png([points], [title], labels=labels, limits=limits)
 
 
 def scatter_row_png(
     point_sets: Sequence[np.ndarray],
     titles: Sequence[str],
     suptitle: str = "",
-    reference: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
     limits: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """One row of 2-D scatter plots (one panel per point set, titled), sharing the axes."""
-    if len(point_sets) != len(titles):
-        raise ValueError(f"{len(point_sets)} point sets but {len(titles)} titles")
-    fig, axes = _figure((3.2 * len(point_sets), 3.4), ncols=len(point_sets))
-    for ax, points, title in zip(axes, point_sets, titles):
-        if reference is not None:
-            ax.scatter(reference[:, 0], reference[:, 1], s=2, c="lightgray")
-        ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:blue")
-        ax.set_title(title)
-        ax.set_aspect("equal")
-        if limits is not None:
-            ax.set_xlim(*limits)
-            ax.set_ylim(*limits)
-    if suptitle:
-        fig.suptitle(suptitle)
-    return _figure_to_array(fig)
+    """One row of 2-D scatter plots sharing the axes (see ``plots2d.scatter_row_figure``: points
+    outside the axes are drawn on the border and counted, never dropped)."""
+    from diffusion_lab.utils.plots2d import scatter_row_figure
+
+    return _figure_to_array(scatter_row_figure(point_sets, titles, suptitle, labels, limits))
 
 
 def line_plot_png(
