@@ -14,6 +14,7 @@ from diffusion_lab.parametrization import EpsPrediction, VPrediction, X0Predicti
 from diffusion_lab.precond import VPDenoiser
 from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.samplers import (
+    SOLVERS,
     count_nfe,
     ddim,
     ddpm,
@@ -24,15 +25,6 @@ from diffusion_lab.samplers import (
     solver_nfe,
 )
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
-
-SOLVERS = {
-    "euler": euler,
-    "heun": heun,
-    "dpmpp_2m": dpmpp_2m,
-    "ddim_eta0.5": functools.partial(ddim, eta=0.5),
-    "ddpm": ddpm,
-    "ddpm_large_variance": ddpm_large_variance,
-}
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ import lightning as L
 import torch
 
 from diffusion_lab.callbacks.animation import Trajectory, TrajectoryAnimation
-from diffusion_lab.callbacks.guidance_sweep import describe_sampler
+from diffusion_lab.evaluation import describe_sampler
 from diffusion_lab.loggers.media import log_animation, log_image, log_scalars, log_table
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import TrajectoryRecorder

@@ -110,10 +110,12 @@ class DiffusionModule(L.LightningModule):
             cond = drop_labels(cond, self.label_dropout, null_class=self.num_classes)
         out = self.objective(self.backbone, x0, cond)
         self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=False)
-        self._last_per_sample = (out.per_sample_loss.detach(), out.t.detach())
         # a tensor: no host sync here; the one per step is in on_before_optimizer_step
         self._loss_finite = torch.isfinite(out.loss.detach()) & self._loss_finite
-        return out.loss
+        # what callbacks get as on_train_batch_end(outputs): the per-sample (weighted) losses
+        # and their timesteps, beside the loss Lightning optimizes
+        return {"loss": out.loss, "per_sample_loss": out.per_sample_loss.detach(),
+                "t": out.t.detach()}
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Gradients are complete here (accumulated, DDP-averaged, AMP-unscaled), not yet clipped.
@@ -170,6 +172,10 @@ class DiffusionModule(L.LightningModule):
             denoiser = clip_denoised(denoiser, -1.0, 1.0)
         return denoiser
 
+    def sampler_or_default(self, sampler: SamplerSpec | None = None) -> SamplerSpec:
+        """``sampler``, or the module's own when None: the one place the default is chosen."""
+        return self.sampler if sampler is None else sampler
+
     @torch.no_grad()
     def sample(
         self,
@@ -195,7 +201,7 @@ class DiffusionModule(L.LightningModule):
             labels = torch.full((num_samples,), self.num_classes, device=self.device)
             guidance_scale = 0.0
         shape = shape or self.sample_shape
-        spec = sampler or self.sampler
+        spec = self.sampler_or_default(sampler)
         was_training = self.training
         self.eval()
         try:

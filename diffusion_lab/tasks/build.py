@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,6 +49,24 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
     )
     module.run_config = config_to_dict(cfg)
     return module
+
+
+#: the Hydra config tree (conf/ beside the package): the one place presets live
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def backbone_preset(name: str, *, image_size: int | None = None, channels: int | None = None,
+                    num_classes: int = 0, dim: int | None = None, **overrides):
+    """The backbone of ``conf/backbone/<name>.yaml`` for data of the given shape (what
+    ``data.image_size``, ``data.channels``, ``data.num_classes``, ``data.dim`` would say),
+    with ``overrides`` of its own keys (e.g. ``out_channels``)."""
+    path = CONF_DIR / "backbone" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no backbone preset {name!r} (no {path})")
+    cfg = OmegaConf.create({"data": {"image_size": image_size, "channels": channels,
+                                     "num_classes": num_classes, "dim": dim},
+                            "backbone": OmegaConf.load(path)})
+    return instantiate(cfg.backbone, **overrides, _convert_="all")
 
 
 def build_sampler(cfg: DictConfig):

@@ -24,6 +24,7 @@ from diffusion_lab.lit.final_checkpoint import STEP_KEY, FinalCheckpoint, final_
 from diffusion_lab.lit.generate import process_group_size
 from diffusion_lab.lit.rng import TrainingRNG
 from diffusion_lab.lit.signals import Preempted, Preemption
+from diffusion_lab.loggers.run_record import RunRecordLogger
 from diffusion_lab.tasks.build import (
     build_callbacks,
     build_datamodule,
@@ -71,7 +72,8 @@ def train(cfg: DictConfig) -> dict:
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=logger,
+        # the configured logger first (trainer.logger), then the run's own record of scalars
+        logger=[*([logger] if logger else []), RunRecordLogger(run_dir)],
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
@@ -119,8 +121,10 @@ def train(cfg: DictConfig) -> dict:
             _finish_logger(logger, preempted=True)
             raise
         metrics.update(evaluation)
-        if logger and evaluation:
-            logger.log_metrics({f"eval/{k}": v for k, v in evaluation.items()}, step=step)
+        if evaluation and trainer.is_global_zero:
+            for each in trainer.loggers:
+                each.log_metrics({f"eval/{k}": v for k, v in evaluation.items()
+                                  if isinstance(v, (int, float))}, step=step)
     if trainer.is_global_zero:
         atomic_write_json(metrics, run_dir / "metrics.json")
         _print_summary(run_dir, metrics)

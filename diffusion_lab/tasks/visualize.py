@@ -20,8 +20,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from diffusion_lab.callbacks.guidance_sweep import describe_sampler
 from diffusion_lab.callbacks.xt_strip import XtStrip
+from diffusion_lab.evaluation import describe_sampler
 from diffusion_lab.tasks.build import build_sampler, module_from_checkpoint
 from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
