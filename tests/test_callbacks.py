@@ -30,13 +30,13 @@ from diffusion_lab.callbacks import (
     XtStrip,
 )
 from diffusion_lab.callbacks.mode_coverage import coverage_stats
-from diffusion_lab.callbacks.xt_strip import nearest_steps
 from diffusion_lab.metrics import load_or_train_classifier
 from diffusion_lab.noise import initial_noise
 from diffusion_lab.tasks.build import build_datamodule, build_module
 from diffusion_lab.tasks.train import train
 from diffusion_lab.utils.images import to_uint8
 from diffusion_lab.utils.plots import header_height
+from diffusion_lab.visualization.xt_strips import nearest_steps
 
 STEPS, BATCH, SPC, MODE_N, STRIP_N = 4, 32, 2, 20, 10
 # Every dashboard callback fires: strips at steps 2 and 4, loss-by-t scalars every step and

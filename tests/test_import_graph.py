@@ -9,11 +9,8 @@ from pathlib import Path
 import diffusion_lab
 
 PACKAGE = Path(diffusion_lab.__file__).parent
-#: shared pieces, not callbacks of their own: the periodic metrics' schedule, the trajectory
-#: animation the x_t strip and scripts/visualize.py draw
-CALLBACK_BASES = {"diffusion_lab.callbacks.periodic", "diffusion_lab.callbacks.animation"}
-#: known and still to be undone: visualize.py reuses the XtStrip callback's strips
-KNOWN_TASK_IMPORTS = {("diffusion_lab.tasks.visualize", "diffusion_lab.callbacks.xt_strip")}
+#: shared pieces, not callbacks of their own: the periodic metrics' schedule
+CALLBACK_BASES = {"diffusion_lab.callbacks.periodic"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -51,11 +48,10 @@ def test_no_callback_imports_another_callback():
         assert not others - {name}, f"{name} imports the callback module(s) {sorted(others)}"
 
 
-def test_tasks_and_evaluation_import_no_callback_module():
-    for package in ("tasks", "evaluation"):
+def test_tasks_evaluation_and_visualization_import_no_callback_module():
+    for package in ("tasks", "evaluation", "visualization"):
         for name, imports in modules_of(package).items():
-            bad = sorted(m for m in imports if m.startswith("diffusion_lab.callbacks")
-                         and not any(m.startswith(c) for n, c in KNOWN_TASK_IMPORTS if n == name))
+            bad = sorted(m for m in imports if m.startswith("diffusion_lab.callbacks"))
             assert not bad, f"{name} imports {bad}"
 
 
