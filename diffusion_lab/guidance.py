@@ -11,12 +11,45 @@ sigma (valid at sigma = 0 too).
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
 from torch import Tensor
 
 from diffusion_lab.types import Denoiser
 
-__all__ = ["classifier_free", "drop_labels"]
+__all__ = ["check_guidance_scale", "classifier_free", "drop_labels", "guidance_scale_problem"]
+
+
+def guidance_scale_problem(
+    scale: object, *, conditional: bool = True, null_label_trained: bool = True,
+    name: str = "guidance scale",
+) -> str | None:
+    """Why ``scale`` cannot guide this model (one line), or None: the one guidance-scale rule.
+
+    w must be a finite number >= 0; w != 1 mixes in the null-label prediction, so it needs a
+    class-conditional model trained with label dropout (the null label's embedding is
+    otherwise never trained).
+    """
+    if isinstance(scale, bool) or not isinstance(scale, Real):
+        return f"{name} must be a number, got {scale!r}"
+    if not math.isfinite(scale) or scale < 0:
+        return f"{name} must be a finite number >= 0 (1 = no guidance), got {scale}"
+    if scale != 1 and not conditional:
+        return f"{name}={scale:g} needs a class-conditional model, but this one has no labels (use 1)"
+    if scale != 1 and not null_label_trained:
+        return (f"{name}={scale:g} needs the null label, which this model never trained "
+                "(label dropout 0, guidance=none): use 1, or train with guidance=cfg")
+    return None
+
+
+def check_guidance_scale(scale: object, **facts) -> float:
+    """``float(scale)``, or ValueError with :func:`guidance_scale_problem`'s line."""
+    problem = guidance_scale_problem(scale, **facts)
+    if problem:
+        raise ValueError(problem)
+    return float(scale)
 
 
 def _null_labels(cond: Tensor | None, batch: int, null_class: int, device: torch.device) -> Tensor:
@@ -31,9 +64,7 @@ def classifier_free(denoiser: Denoiser, scale: float, null_class: int) -> Denois
     One batched call D(cat[x, x], cat[sigma, sigma], cat[cond, null]) per guided evaluation.
     w = 1 returns ``denoiser`` itself (no unconditional pass); w = 0 evaluates only the null labels.
     """
-    scale = float(scale)
-    if scale < 0:
-        raise ValueError(f"guidance scale must be >= 0 (1 = no guidance), got {scale}")
+    scale = check_guidance_scale(scale)
     if scale == 1.0:
         return denoiser
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from diffusion_lab.parametrization import check_fits_schedule
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import append_dims
 from diffusion_lab.weighting import UniformWeighting
@@ -37,11 +38,7 @@ class DenoisingObjective:
     def __init__(
         self, schedule: NoiseSchedule, prediction: object, weighting: object | None = None
     ):
-        if schedule.zero_terminal_snr and not getattr(prediction, "supports_zero_snr", True):
-            raise ValueError(
-                f"{type(prediction).__name__} cannot be trained on a zero-terminal-SNR schedule "
-                "(x0 from eps divides by alpha = 0); use VPrediction or X0Prediction"
-            )
+        check_fits_schedule(prediction, schedule)
         self.schedule = schedule
         self.prediction = prediction
         self.weighting = UniformWeighting() if weighting is None else weighting

@@ -46,6 +46,17 @@ def eps_from_v(x_t: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     return sigma * x_t + alpha * v
 
 
+def check_fits_schedule(prediction: object, schedule) -> None:
+    """The one zero-terminal-SNR rule: eps prediction cannot recover x0 where alpha = 0
+    (x0 = (x_t - sigma eps)/alpha), so it refuses a schedule with ``zero_terminal_snr``."""
+    if getattr(schedule, "zero_terminal_snr", False) and not getattr(prediction, "supports_zero_snr", True):
+        raise ValueError(
+            f"{type(prediction).__name__} cannot be used with a zero-terminal-SNR schedule "
+            "(x0 = (x_t - sigma eps)/alpha divides by alpha = 0 at the last step); "
+            "use objective=v or objective=x0"
+        )
+
+
 class EpsPrediction:
     """The backbone predicts eps (DDPM). min-SNR weight min(snr, g)/snr = g / max(snr, g)."""
 

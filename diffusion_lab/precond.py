@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from diffusion_lab.parametrization import check_fits_schedule
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import append_dims
 
@@ -32,11 +33,7 @@ class VPDenoiser:
         schedule: NoiseSchedule,
         prediction: object,
     ) -> None:
-        if schedule.zero_terminal_snr and not getattr(prediction, "supports_zero_snr", True):
-            raise ValueError(
-                f"{type(prediction).__name__} cannot denoise at zero terminal SNR; "
-                "use VPrediction or X0Prediction"
-            )
+        check_fits_schedule(prediction, schedule)
         self.backbone = backbone
         self.schedule = schedule
         self.prediction = prediction

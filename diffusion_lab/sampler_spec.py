@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import torch
 from torch import Tensor
@@ -34,7 +35,8 @@ class SamplerSpec:
     steps: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
+        steps = self.steps
+        if isinstance(steps, bool) or not isinstance(steps, Real) or int(steps) != steps or steps < 1:
             raise ValueError(f"SamplerSpec.steps must be an integer >= 1, got {self.steps!r}")
         self.steps = int(self.steps)
 

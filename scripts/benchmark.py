@@ -30,13 +30,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_lab.backbones import DiT, UNet
+from diffusion_lab.backbones import UNet
 from diffusion_lab.bench.readme import machine_description, write_readme_section
 from diffusion_lab.bench.timing import count_flops, median_seconds, native_bf16, significant
 from diffusion_lab.guidance import classifier_free
 from diffusion_lab.parametrization import EpsPrediction
 from diffusion_lab.precond import VPDenoiser
 from diffusion_lab.schedules import cosine_schedule
+from diffusion_lab.tasks.build import backbone_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -48,9 +49,11 @@ MODELS = {
                                num_res_blocks=1, attention_resolutions=(4,), num_heads=1, groups=8,
                                dropout=0.0, scale_shift_norm=False),
                   (1, 8, 8), 32),
-    "unet_ddpm_cifar10": (lambda: UNet.ddpm_cifar10(), (3, 32, 32), 8),
-    "dit_s_2": (lambda: DiT(image_size=32, patch_size=2, in_channels=4, hidden_size=384, depth=12,
-                            num_heads=6, num_classes=1000, learn_sigma=True), (4, 32, 32), 8),
+    "unet_ddpm_cifar10": (lambda: backbone_preset("unet_ddpm_cifar10", image_size=32, channels=3),
+                          (3, 32, 32), 8),
+    # the paper's DiT-S/2 on 32x32x4 latents, predicting eps and a variance (8 channels)
+    "dit_s_2": (lambda: backbone_preset("dit_s_2", image_size=32, channels=4, num_classes=1000,
+                                        out_channels=8), (4, 32, 32), 8),
 }
 # diffusion-lab preset -> (diffusers builder, how to call it, parameter-matched?)
 DIFFUSERS_PAIRS = {
@@ -65,7 +68,7 @@ def _call_ours(net, x, t, y):
 
 
 class EpsOnly(torch.nn.Module):
-    """The eps channels of a backbone that also predicts a variance (DiT's learn_sigma)."""
+    """The eps channels of a backbone that also predicts a variance (DiT-S/2 as in the paper)."""
 
     def __init__(self, net, channels: int) -> None:
         super().__init__()

@@ -9,7 +9,6 @@ Gaussian (diffusion_lab.oracle.affine_output_law) and W2 to the data law measure
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
@@ -24,33 +23,9 @@ from diffusion_lab.discretization import (
     UniformSpacing,
 )
 from diffusion_lab.oracle import GaussianOracle, affine_output_law
-from diffusion_lab.samplers import (
-    ddim,
-    ddpm,
-    ddpm_large_variance,
-    dpmpp_2m,
-    dpmpp_2m_sde,
-    dpmpp_3m,
-    euler,
-    heun,
-    solver_nfe,
-    unipc,
-)
+from diffusion_lab.samplers import SOLVERS, solver_nfe
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
 
-SOLVERS = {
-    "euler(ddim)": euler,
-    "heun": heun,
-    "dpmpp_2m": dpmpp_2m,
-    "dpmpp_3m": dpmpp_3m,
-    "unipc_bh1_2": functools.partial(unipc, variant="bh1"),
-    "unipc_bh2_2": unipc,
-    "unipc_bh2_3": functools.partial(unipc, order=3),
-    "dpmpp_2m_sde": dpmpp_2m_sde,
-    "ddim(eta=.5)": functools.partial(ddim, eta=0.5),
-    "ddpm": ddpm,
-    "ddpm_large": ddpm_large_variance,
-}
 SPACINGS = {
     "uniform": UniformSpacing(),
     "leading": LeadingSpacing(),

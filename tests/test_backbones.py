@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_lab.backbones import (
-    MLP,
-    DiT,
-    DiT_B_2,
-    DiT_S_2,
-    DiT_XL_2,
-    UNet,
-    timestep_embedding,
-)
+from diffusion_lab.backbones import MLP, DiT, UNet, timestep_embedding
 from diffusion_lab.backbones.layers import AttentionBlock2d
+from diffusion_lab.tasks.build import backbone_preset
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -62,7 +55,7 @@ def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def test_unet_ddpm_cifar10_parameter_count():
     with torch.device("meta"):
-        model = UNet.ddpm_cifar10()
+        model = backbone_preset("unet_ddpm_cifar10", image_size=32, channels=3)
     n = n_params(model)
     ref = 35_746_307  # diffusers UNet2DModel, google/ddpm-cifar10-32; paper: 35.7M
     assert abs(n - ref) / ref < 0.01, f"DDPM CIFAR-10 U-Net has {n:,} parameters, want ~{ref:,}"
@@ -70,14 +63,16 @@ def test_unet_ddpm_cifar10_parameter_count():
         "attention expected at 16x16: 2 down + 1 middle + 3 up"
 
 
-@pytest.mark.parametrize("factory, expected", [
-    (DiT_S_2, 32_963_360), (DiT_B_2, 130_512_416), (DiT_XL_2, 675_129_632),
+@pytest.mark.parametrize("preset, expected", [
+    ("dit_s_2", 32_963_360), ("dit_b_2", 130_512_416), ("dit_xl_2", 675_129_632),
 ])
-def test_dit_parameter_count_matches_paper(factory, expected):
+def test_dit_parameter_count_matches_paper(preset, expected):
+    # the paper's models on 32x32x4 latents of ImageNet, predicting eps and a variance
     with torch.device("meta"):
-        model = factory(image_size=32, in_channels=4, learn_sigma=True, num_classes=1000)
+        model = backbone_preset(preset, image_size=32, channels=4, num_classes=1000,
+                                out_channels=8)
     n = n_params(model)
-    assert n == expected, f"{factory.__name__}: {n:,} parameters, want {expected:,}"
+    assert n == expected, f"{preset}: {n:,} parameters, want {expected:,}"
     assert not model.pos_embed.requires_grad
 
 
@@ -105,8 +100,8 @@ def test_unet_variants_shape(kw):
     assert out.shape == (4, kw.get("out_channels", 3), 8, 8)
 
 
-def test_dit_learn_sigma_doubles_channels():
-    model = small_dit(learn_sigma=True)
+def test_dit_out_channels_sets_the_output_channels():
+    model = small_dit(out_channels=6)
     x, t = inputs("dit")
     assert model(x, t).shape == (4, 6, 8, 8)
 

@@ -17,10 +17,11 @@ from diffusion_lab.bench.search import REFUSED
 
 
 def test_diffusers_unet_matches_our_ddpm_unet_parameter_for_parameter():
-    from diffusion_lab.backbones import UNet
+    from diffusion_lab.tasks.build import backbone_preset
 
     with torch.device("meta"):
-        ours, theirs = UNet.ddpm_cifar10(), diffusers_models.unet2d_ddpm_cifar10()
+        ours = backbone_preset("unet_ddpm_cifar10", image_size=32, channels=3)
+        theirs = diffusers_models.unet2d_ddpm_cifar10()
     counts = [sum(p.numel() for p in m.parameters()) for m in (ours, theirs)]
     assert counts == [35_746_307, 35_746_307]
 

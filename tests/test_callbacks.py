@@ -30,13 +30,13 @@ from diffusion_lab.callbacks import (
     XtStrip,
 )
 from diffusion_lab.callbacks.mode_coverage import coverage_stats
-from diffusion_lab.callbacks.xt_strip import nearest_steps
 from diffusion_lab.metrics import load_or_train_classifier
 from diffusion_lab.noise import initial_noise
 from diffusion_lab.tasks.build import build_datamodule, build_module
 from diffusion_lab.tasks.train import train
 from diffusion_lab.utils.images import to_uint8
 from diffusion_lab.utils.plots import header_height
+from diffusion_lab.visualization.xt_strips import nearest_steps
 
 STEPS, BATCH, SPC, MODE_N, STRIP_N = 4, 32, 2, 20, 10
 # Every dashboard callback fires: strips at steps 2 and 4, loss-by-t scalars every step and
@@ -112,7 +112,7 @@ def test_accumulator_per_bin_means_and_counts_match_a_direct_computation():
     assert acc.means()[1].sum() == 0
 
 
-def test_loss_by_timestep_consumes_each_batch_once_and_logs_only_at_its_steps(tmp_path):
+def test_loss_by_timestep_counts_each_batch_outputs_once_and_logs_only_at_its_steps(tmp_path):
     cb = LossByTimestep(num_bins=4, every_n_steps=2, plot_every_n_steps=4)
     module = types.SimpleNamespace(schedule=types.SimpleNamespace(num_steps=8))
     trainer = types.SimpleNamespace(global_step=0, strategy=types.SimpleNamespace(
@@ -120,10 +120,11 @@ def test_loss_by_timestep_consumes_each_batch_once_and_logs_only_at_its_steps(tm
         default_root_dir=str(tmp_path))
     cb.on_train_start(trainer, module)
     for step in range(1, 5):
-        module._last_per_sample = (torch.full((2,), float(step)), torch.tensor([0, 7]))
+        outputs = {"loss": torch.tensor(float(step)),
+                   "per_sample_loss": torch.full((2,), float(step)), "t": torch.tensor([0, 7])}
         trainer.global_step = step
-        cb.on_train_batch_end(trainer, module, None, None, step)
-        cb.on_train_batch_end(trainer, module, None, None, step)  # nothing new: not counted
+        cb.on_train_batch_end(trainer, module, outputs, None, step)
+        cb.on_train_batch_end(trainer, module, None, None, step)  # no outputs: nothing counted
     lines = [json.loads(s) for s in (tmp_path / "media" / "scalars.jsonl").read_text().split("\n")
              if s]
     assert [d["step"] for d in lines] == [2, 4]

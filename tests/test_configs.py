@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from diffusion_lab.tasks.build import build_callbacks, build_logger, build_module
-from diffusion_lab.tasks.validate import validate_train_config
+from diffusion_lab.tasks.validate import ConfigError, validate_train_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -142,4 +143,9 @@ def test_guidance_options_build_module(make_cfg, option):
 def test_presets_compose(make_cfg, option):
     group = "debug" if (CONF / "debug" / f"{option}.yaml").exists() else "experiment"
     cfg = make_cfg(f"{group}={option}")
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        # validation builds the Trainer, which refuses a GPU this machine lacks
+        with pytest.raises(ConfigError, match="trainer: "):
+            validate_train_config(cfg)
+        cfg = make_cfg(f"{group}={option}", "trainer.accelerator=cpu")
     validate_train_config(cfg)

@@ -84,8 +84,8 @@ def test_auto_resume_falls_back_to_the_previous_good_checkpoint(tmp_path, caplog
     experiment = tmp_path / "exp"
     good = experiment / "run1" / "checkpoints" / "step0000004.ckpt"
     bad = experiment / "run2" / "checkpoints" / "last.ckpt"
-    atomic_torch_save({"global_step": 4}, good)
-    atomic_torch_save({"global_step": 8}, bad)
+    atomic_torch_save({"global_step": 4, "state_dict": {}}, good)
+    atomic_torch_save({"global_step": 8, "state_dict": {}}, bad)
     os.utime(good, (time.time() - 60, time.time() - 60))
     _truncate(bad)
     with caplog.at_level(logging.WARNING):

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from diffusion_lab.metrics import (
     ClassifierFeatures,
@@ -21,7 +20,6 @@ from diffusion_lab.metrics import (
     cached_reference_stats,
     class_histogram,
     classifier_accuracy,
-    classifier_score,
     compute_fid_kid,
     extract_features,
     fid_from_stats,
@@ -166,30 +164,6 @@ def test_classifier_on_noise_is_near_chance_and_histogram_counts(digits, trained
     assert hist.shape == (NUM_CLASSES,) and int(hist.sum()) == len(digits["x_test"])
     true = torch.bincount(digits["y_test"], minlength=NUM_CLASSES)
     assert int((hist - true).abs().sum()) <= 2 * 0.03 * len(digits["x_test"])
-
-
-class _LogitsModel(nn.Module):
-    """'Classifier' whose input (N, K, 1, 1) *is* its logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return x.flatten(1)
-
-
-def test_classifier_score_bounds_and_digits(digits, trained):
-    k = 4
-    confident = (torch.eye(k) * 50).repeat(5, 1)[:, :, None, None]  # balanced one-hot
-    assert classifier_score(_LogitsModel(), confident)["is_like"] == pytest.approx(k, rel=1e-6)
-    flat = torch.zeros(20, k, 1, 1)  # uniform p(y|x): KL = 0
-    assert classifier_score(_LogitsModel(), flat) == {"is_like": pytest.approx(1.0),
-                                                      "num_samples": 20}
-    model, _ = trained
-    assert classifier_score(model, digits["x_test"])["is_like"] > 8
-    zeros = digits["x"][digits["y"] == 0]
-    assert classifier_score(model, zeros)["is_like"] < 1.5
 
 
 def test_classifier_features_module(trained):

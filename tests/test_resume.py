@@ -199,7 +199,6 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
     steps = sorted(p.name for p in (killed_dir / "checkpoints").glob("step*.ckpt"))
     assert "step0000040.ckpt" not in steps, "the run finished before it was killed"
 
-    time.sleep(1.1)  # a new run directory (Hydra names them by the second)
     resumed = _start(tmp_path, "victim", *opts, "resume=auto")  # the requeued job's command line
     assert resumed.wait(600) == 0, (tmp_path / "victim.log").read_text()[-3000:]
     assert reference.wait(600) == 0, (tmp_path / "reference.log").read_text()[-3000:]

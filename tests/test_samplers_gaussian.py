@@ -14,35 +14,17 @@ from diffusion_lab.parametrization import EpsPrediction, VPrediction, X0Predicti
 from diffusion_lab.precond import VPDenoiser
 from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.samplers import (
+    SOLVERS,
     count_nfe,
     ddim,
     ddpm,
     ddpm_large_variance,
     dpmpp_2m,
-    dpmpp_2m_sde,
-    dpmpp_3m,
     euler,
     heun,
     solver_nfe,
-    unipc,
 )
 from diffusion_lab.schedules import cosine_schedule, linear_schedule
-
-SOLVERS = {
-    "euler": euler,
-    "heun": heun,
-    "dpmpp_2m": dpmpp_2m,
-    "ddim_eta0.5": functools.partial(ddim, eta=0.5),
-    "ddpm": ddpm,
-    "ddpm_large_variance": ddpm_large_variance,
-    "dpmpp_3m": dpmpp_3m,
-    "dpmpp_3m_lower_order_final": functools.partial(dpmpp_3m, lower_order_final=True),
-    "unipc_bh1_2": functools.partial(unipc, order=2, variant="bh1"),
-    "unipc_bh2_2": functools.partial(unipc, order=2, variant="bh2"),
-    "unipc_bh2_3": functools.partial(unipc, order=3, variant="bh2"),
-    "unip_3": functools.partial(unipc, order=3, corrector=False),
-    "dpmpp_2m_sde": dpmpp_2m_sde,
-}
 
 
 @pytest.fixture(scope="module")

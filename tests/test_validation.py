@@ -30,49 +30,70 @@ from diffusion_lab.tasks.validate import ConfigError, validate_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (overrides, the message the user must see)
+# (overrides, the message the user must see). Most lines are the constructors' own messages:
+# validation builds the model (backbone on the meta device), sampler, datamodule and Trainer.
 BAD_CONFIGS = [
-    (["sampler.steps=0"], "sampler.steps must be >= 1, got 0"),
-    (["sampler.steps=-3"], "sampler.steps must be >= 1, got -3"),
-    (["sampler=ddim", "sampler.steps=2000"], "sampler.steps=2000 exceeds the schedule's 1000 timesteps"),
-    (["sampler.steps=ten"], "sampler.steps must be an integer >= 1, got 'ten'"),
+    (["sampler.steps=0"], "sampler: SamplerSpec.steps must be an integer >= 1, got 0"),
+    (["sampler.steps=-3"], "sampler: SamplerSpec.steps must be an integer >= 1, got -3"),
+    (["sampler=ddim", "sampler.steps=2000"], "sampler: UniformSpacing: num_steps=2000 exceeds the 1000 training timesteps"),
+    (["sampler.steps=ten"], "sampler: SamplerSpec.steps must be an integer >= 1, got 'ten'"),
     (["trainer.max_steps=0"], "trainer.max_steps must be >= 1, got 0"),
     (["trainer.max_steps=abc"], "trainer.max_steps must be an integer >= 1, got 'abc'"),
-    (["guidance.scale=-1"], "guidance.scale must be >= 0.0, got -1"),
-    (["guidance.scale=strong"], "guidance.scale must be a number, got 'strong'"),
-    (["guidance.label_dropout=1.5"], "guidance.label_dropout must be <= 1.0, got 1.5"),
-    (["guidance.label_dropout=-0.1"], "guidance.label_dropout must be >= 0.0, got -0.1"),
-    (["data.module.batch_size=0"], "data.module.batch_size must be >= 1, got 0"),
-    (["data.module.val_fraction=1.0"], "data.module.val_fraction must be < 1.0, got 1.0"),
-    (["schedule.num_steps=1"], "schedule.num_steps must be >= 2, got 1"),
+    (["guidance.scale=-1"], "guidance scale must be a finite number >= 0 (1 = no guidance), got -1"),
+    (["guidance.scale=strong"], "guidance scale must be a number, got 'strong'"),
+    (["guidance.scale=nan"], "guidance.scale must be a finite number, got nan"),
+    (["guidance.label_dropout=1.5"], "label dropout must be in [0, 1], got 1.5"),
+    (["guidance.label_dropout=-0.1"], "label dropout must be in [0, 1], got -0.1"),
+    (["guidance.label_dropout=nan"], "guidance.label_dropout must be a finite number, got nan"),
+    (["data.module.batch_size=0"], "data.module: batch_size must be an integer >= 1, got 0"),
+    (["data.module.val_fraction=1.0"], "data.module: val_fraction must lie in [0, 1), got 1.0"),
+    (["data.module.val_fraction=nan"], "data.module.val_fraction must be a finite number, got nan"),
+    (["data.module.num_workers=-1"], "data.module: num_workers must be >= 0, got -1"),
+    (["schedule.num_steps=1"], "schedule: num_steps must be an integer >= 2, got 1"),
     (["module.optimizer.lr=0"], "module.optimizer.lr must be > 0, got 0"),
-    (["module.optimizer.lr=-1e-3"], "module.optimizer.lr must be >= 0.0, got -0.001"),
-    (["module.ema_decay=1.0"], "module.ema_decay must be < 1.0, got 1.0"),
-    (["module.warmup_steps=-1"], "module.warmup_steps must be >= 0, got -1"),
-    (["sampler=ddim", "sampler.solver.eta=2"], "sampler.solver.eta must be <= 1.0, got 2"),
+    (["module.optimizer.lr=-1e-3"], "module.optimizer: Invalid learning rate: -0.001"),
+    (["module.optimizer.lr=nan"], "module.optimizer.lr must be a finite number, got nan"),
+    (["module.optimizer.lr=inf"], "module.optimizer.lr must be a finite number, got inf"),
+    (["module.ema_decay=1.0"], "ema decay must be in [0, 1), got 1.0"),
+    (["module.ema_decay=nan"], "module.ema_decay must be a finite number, got nan"),
+    (["module.warmup_steps=-1"], "warmup_steps must be an integer >= 0, got -1"),
+    (["sampler=ddim", "sampler.solver.eta=2"], "sampler: ddim eta must lie in [0, 1], got 2"),
     (["eval.samples_per_class=0"], "eval.samples_per_class must be >= 1, got 0"),
+    (["eval.guidance_scale=-1"], "eval.guidance_scale must be a finite number >= 0 (1 = no guidance), got -1"),
+    (["guidance=none", "eval.guidance_scale=3"],
+     "eval.guidance_scale=3 needs the null label, which this model never trained (label dropout 0, guidance=none)"),
     (
         ["schedule.zero_terminal_snr=true"],
-        "schedule.zero_terminal_snr=true cannot be used with eps prediction",
+        "EpsPrediction cannot be used with a zero-terminal-SNR schedule",
     ),
     (
         ["backbone.channel_mult=[1,2,2,2,2]"],
-        "image size 8 is not divisible by 16, the downsampling factor of a U-Net",
+        "backbone: UNet: image_size=8 must be divisible by 2**(levels-1)=16 for channel_mult=(1, 2, 2, 2, 2)",
     ),
     (
         ["backbone.attention_resolutions=[16]"],
-        "backbone.attention_resolutions has 16, but this U-Net's feature maps are [8, 4]",
+        "backbone: UNet: attention_resolutions [16] not among the feature-map sizes [8, 4]",
     ),
+    (["backbone.num_heads=3"], "backbone: attention: num_heads=3 must divide width 64"),
+    (["backbone.groups=5"], "backbone: UNet: groups=5 must divide every width, not [32, 64]"),
     (
         ["experiment=digits_dit", "backbone.patch_size=3"],
-        "image size 8 is not divisible by the DiT patch size 3",
+        "backbone: DiT: image_size=8 must be divisible by patch_size=3",
     ),
+    (["experiment=digits_dit", "backbone.num_heads=5"], "backbone: DiT: num_heads=5 must divide hidden_size="),
     (
         ["data=toy2d", "backbone=mlp", "data.num_classes=0", "guidance.scale=3"],
-        "guidance.scale=3 needs a class-conditional dataset",
+        "guidance scale=3 needs a class-conditional model, but this one has no labels (use 1)",
     ),
-    (["module.max_consecutive_nonfinite=0"], "module.max_consecutive_nonfinite must be >= 1, got 0"),
+    (["module.max_consecutive_nonfinite=0"], "max_consecutive_nonfinite must be >= 1, got 0"),
     (["resume=sometimes"], "resume must be auto or false, got 'sometimes'"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches must be >= 1, got 0"),
+    (["trainer.devices=0"], "trainer: `Trainer(devices=0)` value is not a valid input"),
+    (["trainer.precision=bf16mixed"], "trainer: Precision 'bf16mixed' is invalid."),
+    (["seed=1.5"], "seed must be an integer >= 0, got 1.5"),
+    (["seed=abc"], "seed must be an integer >= 0, got 'abc'"),
+    (["callbacks.guidance_sweep.scales=[1,-2]"], "callbacks.guidance_sweep: guidance sweep scale must be a finite number >= 0"),
+    (["data.module.dataset._target_=no.such.dataset"], "data.module.dataset: Error locating target 'no.such.dataset'"),
 ]
 
 
@@ -105,7 +126,9 @@ def run_train(tmp_path, *overrides):
 
 # End to end through scripts/train.py: exit status and the one line the user reads.
 CLI_CASES = [
-    (["sampler.steps=0"], 2, "error: sampler.steps must be >= 1, got 0"),
+    (["sampler.steps=0"], 2, "error: sampler: SamplerSpec.steps must be an integer >= 1, got 0"),
+    (["backbone.groups=5"], 2, "error: backbone: UNet: groups=5 must divide every width, not [32, 64]"),
+    (["module.ema_decay=nan"], 2, "error: module.ema_decay must be a finite number, got nan"),
     (["experiment=mnist"], 2, "error: MNIST: missing train-images-idx3-ubyte.gz"),
     (["ckpt_path=/nonexistent/last.ckpt"], 2, "error: checkpoint not found: /nonexistent/last.ckpt"),
     (["schedule=foo"], 1, "Could not find 'schedule/foo'"),
@@ -351,3 +374,51 @@ def test_cli_refuses_bad_data_and_incompatible_checkpoints(make_cfg, tmp_path):
         f"error: {path} was trained on 10 classes, but the config stored in it builds a model for 5 classes")
     assert "Traceback" not in res.stderr
     assert not list((tmp_path / "out").rglob("*.png")) and not list((tmp_path / "out").rglob("*.ckpt"))
+
+
+# -- the sampling CLI: its own values, and guidance the checkpoint's model cannot take ------------
+UNCONDITIONAL = ("data=toy2d", "backbone=mlp", "data.num_classes=0", "backbone.hidden=16")
+# (checkpoint's training overrides, sampling overrides, the message the user must see)
+BAD_SAMPLING = {
+    "batch_size=0": ((), ["batch_size=0"], "batch_size must be >= 1, got 0"),
+    "num_samples=-1": ((), ["num_samples=-1"], "num_samples must be >= 1, got -1"),
+    "seed=x": ((), ["seed=x"], "seed must be an integer >= 0, got 'x'"),
+    "guidance.scale=nan": ((), ["guidance.scale=nan"], "guidance.scale must be a finite number, got nan"),
+    "steps beyond T": ((), ["sampler=ddim", "sampler.steps=2000"],
+                       "sampler: UniformSpacing: num_steps=2000 exceeds the 1000 training timesteps"),
+    "guided, unconditional model": (
+        UNCONDITIONAL, ["guidance.scale=3"],
+        "guidance.scale=3 needs a class-conditional model, but this one has no labels (use 1)"),
+    "guided, null label never trained": (
+        ("guidance=none",), ["guidance.scale=3"],
+        "guidance.scale=3 needs the null label, which this model never trained (label dropout 0, guidance=none)"),
+    "w=0, null label never trained": (
+        ("guidance=none",), ["guidance.scale=0"],
+        "guidance.scale=0 needs the null label, which this model never trained"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SAMPLING))
+def test_bad_sampling_request_is_refused_before_sampling(make_cfg, tmp_path, case):
+    from diffusion_lab.tasks.sample import sample
+
+    trained, overrides, message = BAD_SAMPLING[case]
+    base = () if trained == UNCONDITIONAL else SMALL_UNET
+    path = write_checkpoint(make_cfg, tmp_path / "model.ckpt", *trained, base=base)
+    run_dir = tmp_path / "sample"
+    run_dir.mkdir()
+    cfg = make_cfg(f"ckpt={path}", "metrics=false", *overrides, config_name="sample", run_dir=run_dir)
+    with pytest.raises(ConfigError) as info:
+        sample(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert list(run_dir.iterdir()) == []  # nothing sampled, nothing written
+
+
+def test_guided_sampling_of_a_guidance_trained_model_is_accepted(make_cfg, tmp_path):
+    from diffusion_lab.tasks.sample import sample
+
+    path = write_checkpoint(make_cfg, tmp_path / "model.ckpt")
+    cfg = make_cfg(f"ckpt={path}", "metrics=false", "guidance.scale=0", "samples_per_class=1",
+                   "sampler.steps=2", config_name="sample", run_dir=tmp_path / "sample")
+    (tmp_path / "sample").mkdir()
+    assert sample(cfg)["guidance_scale"] == 0

@@ -25,7 +25,6 @@ from PIL import Image
 from test_train import FAST, SMALL_UNET
 
 from diffusion_lab.callbacks import XtStrip
-from diffusion_lab.callbacks.animation import TrajectoryAnimation, image_frames
 from diffusion_lab.discretization import LogSNRSpacing
 from diffusion_lab.loggers import media
 from diffusion_lab.noise import initial_noise
@@ -42,6 +41,7 @@ from diffusion_lab.utils.animation import html_player, save_gif
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import header_height
 from diffusion_lab.utils.plots2d import scatter_row_figure, split_outside, square_limits
+from diffusion_lab.visualization.animation import TrajectoryAnimation, image_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 300

@@ -3,22 +3,7 @@
 They know nothing of diffusion; see layers.py for the shared embeddings and attention.
 """
 
-from .dit import (
-    DIT_PRESETS,
-    DiT,
-    DiT_B_2,
-    DiT_B_4,
-    DiT_B_8,
-    DiT_L_2,
-    DiT_L_4,
-    DiT_L_8,
-    DiT_S_2,
-    DiT_S_4,
-    DiT_S_8,
-    DiT_XL_2,
-    DiT_XL_4,
-    DiT_XL_8,
-)
+from .dit import DiT
 from .layers import (
     AttentionBlock2d,
     ClassEmbedding,
@@ -30,23 +15,10 @@ from .mlp import MLP
 from .unet import UNet
 
 __all__ = [
-    "DIT_PRESETS",
     "MLP",
     "AttentionBlock2d",
     "ClassEmbedding",
     "DiT",
-    "DiT_B_2",
-    "DiT_B_4",
-    "DiT_B_8",
-    "DiT_L_2",
-    "DiT_L_4",
-    "DiT_L_8",
-    "DiT_S_2",
-    "DiT_S_4",
-    "DiT_S_8",
-    "DiT_XL_2",
-    "DiT_XL_4",
-    "DiT_XL_8",
     "SelfAttention",
     "TimestepEmbedder",
     "UNet",

@@ -66,16 +66,15 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     """DiT backbone ``forward(x (B,C,H,W), t (B,), cond (B,) | None) -> (B, C_out, H, W)``.
 
-    ``C_out = out_channels or in_channels``, doubled when ``learn_sigma`` (caller slices).
-    ``num_classes > 0``: table of ``num_classes + 1`` rows, last = null class (``cond=None``).
-    ``class_dropout_prob`` is recorded only; label dropout belongs to the training loop.
-    The positional table is a frozen ``nn.Parameter`` so parameter counts match the paper.
+    ``C_out = out_channels or in_channels`` (the paper's models, which also predict a variance,
+    have ``out_channels = 2 * in_channels``). ``num_classes > 0``: table of ``num_classes + 1``
+    rows, last = null class (``cond=None``); label dropout belongs to the training loop.
+    Sizes of the paper's presets: ``conf/backbone/dit_*.yaml``. The positional table is a frozen ``nn.Parameter`` so parameter counts match the paper.
     """
 
     def __init__(self, image_size: int = 32, patch_size: int = 2, in_channels: int = 4,
                  out_channels: int | None = None, hidden_size: int = 1152, depth: int = 28,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000,
-                 class_dropout_prob: float = 0.1, learn_sigma: bool = False):
+                 num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000):
         super().__init__()
         if patch_size <= 0 or image_size % patch_size:
             raise ValueError(f"DiT: image_size={image_size} must be divisible by "
@@ -86,8 +85,8 @@ class DiT(nn.Module):
             raise ValueError(f"DiT: hidden_size={hidden_size} must be divisible by 4 "
                              "(2-D sin-cos positions)")
         self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
-        self.out_channels = (out_channels or in_channels) * (2 if learn_sigma else 1)
-        self.num_classes, self.class_dropout_prob = num_classes, class_dropout_prob
+        self.out_channels = out_channels or in_channels
+        self.num_classes = num_classes
         self.grid = image_size // patch_size
         self.patch_embed = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
         self.pos_embed = nn.Parameter(sincos_pos_embed_2d(hidden_size, self.grid)[None],
@@ -133,65 +132,3 @@ class DiT(nn.Module):
         for block in self.blocks:
             h = block(h, c)  # (B, N, D)
         return self.unpatchify(self.final(h, c))  # (B, C_out, H, W)
-
-
-_S = {"hidden_size": 384, "depth": 12, "num_heads": 6}
-_B = {"hidden_size": 768, "depth": 12, "num_heads": 12}
-_L = {"hidden_size": 1024, "depth": 24, "num_heads": 16}
-_XL = {"hidden_size": 1152, "depth": 28, "num_heads": 16}
-
-
-def DiT_S_2(**kw) -> DiT:
-    return DiT(patch_size=2, **{**_S, **kw})
-
-
-def DiT_S_4(**kw) -> DiT:
-    return DiT(patch_size=4, **{**_S, **kw})
-
-
-def DiT_S_8(**kw) -> DiT:
-    return DiT(patch_size=8, **{**_S, **kw})
-
-
-def DiT_B_2(**kw) -> DiT:
-    return DiT(patch_size=2, **{**_B, **kw})
-
-
-def DiT_B_4(**kw) -> DiT:
-    return DiT(patch_size=4, **{**_B, **kw})
-
-
-def DiT_B_8(**kw) -> DiT:
-    return DiT(patch_size=8, **{**_B, **kw})
-
-
-def DiT_L_2(**kw) -> DiT:
-    return DiT(patch_size=2, **{**_L, **kw})
-
-
-def DiT_L_4(**kw) -> DiT:
-    return DiT(patch_size=4, **{**_L, **kw})
-
-
-def DiT_L_8(**kw) -> DiT:
-    return DiT(patch_size=8, **{**_L, **kw})
-
-
-def DiT_XL_2(**kw) -> DiT:
-    return DiT(patch_size=2, **{**_XL, **kw})
-
-
-def DiT_XL_4(**kw) -> DiT:
-    return DiT(patch_size=4, **{**_XL, **kw})
-
-
-def DiT_XL_8(**kw) -> DiT:
-    return DiT(patch_size=8, **{**_XL, **kw})
-
-
-DIT_PRESETS = {
-    "S/2": DiT_S_2, "S/4": DiT_S_4, "S/8": DiT_S_8,
-    "B/2": DiT_B_2, "B/4": DiT_B_4, "B/8": DiT_B_8,
-    "L/2": DiT_L_2, "L/4": DiT_L_4, "L/8": DiT_L_8,
-    "XL/2": DiT_XL_2, "XL/4": DiT_XL_4, "XL/8": DiT_XL_8,
-}

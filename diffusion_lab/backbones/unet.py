@@ -168,22 +168,6 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: attention_resolutions {missing} not among the feature-map "
                              f"sizes {sorted(sizes, reverse=True)}")
 
-    @classmethod
-    def ddpm_cifar10(cls, **overrides) -> UNet:
-        """DDPM CIFAR-10 model (Ho et al. 2020, 35.7M parameters)."""
-        cfg = {"image_size": 32, "in_channels": 3, "base_channels": 128,
-               "channel_mult": (1, 2, 2, 2), "num_res_blocks": 2, "attention_resolutions": (16,),
-               "dropout": 0.1, "scale_shift_norm": False}
-        return cls(**{**cfg, **overrides})
-
-    @classmethod
-    def digits_8x8(cls, **overrides) -> UNet:
-        """Small model for 8x8 single-channel digits (sklearn's load_digits)."""
-        cfg = {"image_size": 8, "in_channels": 1, "base_channels": 64, "channel_mult": (1, 2),
-               "num_res_blocks": 2, "attention_resolutions": (4,), "num_heads": 4,
-               "dropout": 0.1, "groups": 32}
-        return cls(**{**cfg, **overrides})
-
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         emb = self.time_embed(t)  # (B, 4*base)
         if self.class_embed is not None:

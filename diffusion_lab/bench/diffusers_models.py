@@ -2,8 +2,8 @@
 
 ``unet2d_ddpm_cifar10``: diffusers' UNet2DModel as in google/ddpm-cifar10-32 (block channels
 128/256/256/256, 2 layers per block, attention at 16x16 with one head, dropout 0.1): the same
-35,746,307 parameters as ``UNet.ddpm_cifar10()``. ``dit_s_2``: DiTTransformer2DModel at the
-DiT-S/2 shape; diffusers gives every block its own timestep/class embedder, so it has more
+35,746,307 parameters as ``conf/backbone/unet_ddpm_cifar10.yaml``. ``dit_s_2``:
+DiTTransformer2DModel at the DiT-S/2 shape; diffusers gives every block its own timestep/class embedder, so it has more
 parameters (39.8M vs 33.0M at 1000 classes) for nearly the same FLOPs: timed, flagged as not
 parameter-matched.
 """

@@ -24,60 +24,21 @@ from collections.abc import Sequence
 import torch
 
 from diffusion_lab.callbacks.periodic import PeriodicMetric
-from diffusion_lab.callbacks.sample_grid import grid_labels
-from diffusion_lab.lit.generate import generate, process_group_size
+from diffusion_lab.evaluation import (
+    SampleJudge,
+    describe_sampler,
+    generate_samples,
+    grid_labels,
+    sampler_name,
+    why_not_judgeable,
+)
+from diffusion_lab.guidance import check_guidance_scale
+from diffusion_lab.lit.generate import process_group_size
 from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
-from diffusion_lab.metrics.classifier import data_classifier
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import label_columns
 
 log = logging.getLogger(__name__)
-
-
-def describe_sampler(spec) -> str:
-    """'dpmpp_2m, uniform spacing, 20 steps, NFE 20' for a SamplerSpec."""
-    solver = getattr(spec.solver, "func", spec.solver)
-    spacing = type(spec.spacing).__name__.removesuffix("Spacing").lower()
-    return (f"{getattr(solver, '__name__', str(solver))}, {spacing} spacing, "
-            f"{spec.steps} steps, NFE {spec.nfe}")
-
-
-def sampler_name(spec) -> str:
-    solver = getattr(spec.solver, "func", spec.solver)
-    return getattr(solver, "__name__", str(solver))
-
-
-def why_no_classifier(trainer) -> str:
-    """Why the trainer's data cannot have a classifier judge samples ("" when it can)."""
-    dm = trainer.datamodule
-    if dm is None:
-        return "no datamodule attached to the trainer"
-    if dm.num_classes == 0:
-        return "the data has no labels, so there is no classifier to judge samples"
-    if len(dm.shape) != 3:
-        return f"the classifier needs image data, got samples shaped {tuple(dm.shape)}"
-    return ""
-
-
-def data_classifier_for(trainer, cache_dir: str, dataset_name: str):
-    """The project's cached classifier of the trainer's datamodule, or ``None`` with the reason
-    (unlabelled or non-image data)."""
-    reason = why_no_classifier(trainer)
-    if reason:
-        return None, reason
-    # Same function and key as the end-of-run evaluation: one cached classifier per dataset.
-    return data_classifier(trainer.datamodule, cache_dir, dataset_name), ""
-
-
-def generate_batched(module, labels: torch.Tensor | None, num_samples: int, *, seed: int,
-                     guidance_scale: float | None, batch_size: int) -> torch.Tensor:
-    """Samples in batches from the EMA weights; sample i uses the noise of (seed, i).
-
-    Under DDP every rank must call it: each draws its share and all get the full set, the
-    same samples as one process would draw (``diffusion_lab.lit.generate``)."""
-    return generate(module, module.sampler, labels=labels, num_samples=num_samples, seed=seed,
-                    batch_size=batch_size, guidance_scale=guidance_scale, use_ema=True,
-                    distributed=True)
 
 
 class GuidanceSweep(PeriodicMetric):
@@ -93,8 +54,10 @@ class GuidanceSweep(PeriodicMetric):
         cache_dir: str = ".cache",
         dataset_name: str = "data",
     ):
-        if not scales or any(float(w) < 0 for w in scales):
+        if not scales:
             raise ValueError(f"scales must be a non-empty list of w >= 0, got {scales}")
+        for w in scales:
+            check_guidance_scale(w, name="guidance sweep scale")
         if samples_per_class < 1 or batch_size < 1:
             raise ValueError("samples_per_class and batch_size must be >= 1")
         super().__init__(every_n_steps, at_train_end, min_step)
@@ -115,41 +78,17 @@ class GuidanceSweep(PeriodicMetric):
     def samples(self, module) -> dict:
         """{w: samples} for the configured scales (every rank calls it under DDP)."""
         labels = grid_labels(module.num_classes, self.samples_per_class)
-        return {w: generate_batched(module, labels, len(labels), seed=self.seed, guidance_scale=w,
-                                    batch_size=self.batch_size) for w in self.scales}
-
-    @torch.no_grad()
-    def sweep(self, module, classifier, train_x: torch.Tensor, samples: dict | None = None) -> dict:
-        """{w: (accuracy, fid, samples)} for the configured scales, FID against the real
-        ``train_x``; no logging."""
-        from diffusion_lab.metrics import (
-            ClassifierFeatures,
-            cached_reference_stats,
-            classifier_accuracy,
-            fid_from_stats,
-            reference_stats_key,
-            stats_from_images,
-        )
-
-        features = ClassifierFeatures(classifier)
-        key = reference_stats_key(self.dataset_name, train_x.shape[-1], features.identity)
-        real = cached_reference_stats(self.cache_dir, key,
-                                      lambda: stats_from_images(features, train_x))
-        labels = grid_labels(module.num_classes, self.samples_per_class)
-        samples = samples if samples is not None else self.samples(module)
-        out = {}
-        for w, x in samples.items():
-            out[w] = (classifier_accuracy(classifier, x, labels),
-                      fid_from_stats(stats_from_images(features, x), real), x)
-        return out
+        return {w: generate_samples(module, labels, len(labels), seed=self.seed,
+                                    guidance_scale=w, batch_size=self.batch_size)
+                for w in self.scales}
 
     def make(self, trainer, module) -> None:
         # Every rank takes the same branch (step and data are the same everywhere) and draws
         # its share of the samples; rank 0 alone judges and logs.
         if self.too_early(trainer):
             return
-        reason = ("the model is unconditional (w needs class labels)" if module.num_classes == 0
-                  else why_no_classifier(trainer))
+        guided = next((w for w in self.scales if w != 1), 1.0)
+        reason = why_not_judgeable(trainer.datamodule, module) or module.guidance_problem(guided)
         if reason:
             self._skip(reason)
             return
@@ -157,8 +96,8 @@ class GuidanceSweep(PeriodicMetric):
         samples = self.samples(module)
         if not trainer.is_global_zero:
             return
-        classifier, _ = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
-        results = self.sweep(module, classifier, trainer.datamodule.train_set.x, samples)
+        judge = SampleJudge.for_data(trainer.datamodule, self.cache_dir, self.dataset_name)
+        results = judge.sweep(samples, grid_labels(module.num_classes, self.samples_per_class))
         seconds = time.perf_counter() - start
         n = module.num_classes * self.samples_per_class
         spec = module.sampler

@@ -1,7 +1,8 @@
 """Training loss binned over the timestep t: shows a regime (e.g. the middle t) the network fails.
 
-Every training batch adds its per-sample (weighted) losses and their t, read from the module's
-``_last_per_sample``, to ``num_bins`` equal-width bins over [0, T) with ``index_add_`` on the
+Every training batch adds its per-sample (weighted) losses and their t, which the module's
+``training_step`` returns (``outputs["per_sample_loss"]``, ``outputs["t"]`` of
+``on_train_batch_end``), to ``num_bins`` equal-width bins over [0, T) with ``index_add_`` on the
 training device: no host synchronisation per step. Only when logging are the sums moved to the
 host (summed over processes first under DDP):
 
@@ -59,15 +60,6 @@ class TimestepLossAccumulator:
         self.sums.index_add_(0, bins, loss.detach().to(self.sums.dtype))
         self.counts.index_add_(0, bins, torch.ones_like(self.counts[:1]).expand(bins.shape[0]))
 
-    def merge_(self, other: TimestepLossAccumulator) -> None:
-        """Add another accumulator's sums and counts to this one."""
-        if other.sums is None:
-            return
-        if self.sums is None:
-            self._alloc(other.sums.device)
-        self.sums += other.sums.to(self.sums.device, self.sums.dtype)
-        self.counts += other.counts.to(self.counts.device, self.counts.dtype)
-
     def reset(self) -> None:
         if self.sums is not None:
             self.sums.zero_()
@@ -119,11 +111,9 @@ class LossByTimestep(L.Callback):
         self._chart_start = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        last = getattr(pl_module, "_last_per_sample", None)
-        if last is None:
-            return
-        pl_module._last_per_sample = None  # consumed: never counted twice
-        loss, t = last
+        if not isinstance(outputs, dict) or "per_sample_loss" not in outputs:
+            return  # a step that returned no per-sample losses
+        loss, t = outputs["per_sample_loss"], outputs["t"]
         self.window.add(loss, t)
         self.chart.add(loss, t)
         step = trainer.global_step

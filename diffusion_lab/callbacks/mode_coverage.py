@@ -25,12 +25,8 @@ import math
 import torch
 from torch import Tensor
 
-from diffusion_lab.callbacks.guidance_sweep import (
-    data_classifier_for,
-    generate_batched,
-    why_no_classifier,
-)
 from diffusion_lab.callbacks.periodic import PeriodicMetric
+from diffusion_lab.evaluation import SampleJudge, generate_samples, why_not_judgeable
 from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
 
 log = logging.getLogger(__name__)
@@ -80,22 +76,15 @@ class ModeCoverage(PeriodicMetric):
     @torch.no_grad()
     def samples(self, module) -> Tensor:
         """``num_samples`` unconditional samples (every rank calls it under DDP)."""
-        return generate_batched(module, None, self.num_samples, seed=self.seed,
+        return generate_samples(module, None, self.num_samples, seed=self.seed,
                                 guidance_scale=None, batch_size=self.batch_size)
-
-    @torch.no_grad()
-    def histogram(self, module, classifier, num_classes: int, x: Tensor | None = None) -> Tensor:
-        """Predicted-class counts (num_classes,) of ``num_samples`` unconditional samples."""
-        from diffusion_lab.metrics import class_histogram
-
-        x = self.samples(module) if x is None else x
-        return class_histogram(classifier, x, num_classes)
 
     def make(self, trainer, module) -> None:
         # Every rank takes the same branch and draws its share; rank 0 judges and logs.
         if self.too_early(trainer):
             return
-        reason = why_no_classifier(trainer)
+        reason = why_not_judgeable(trainer.datamodule) or (
+            module.guidance_problem(0.0) if module.num_classes > 0 else "")
         if reason:
             if not self._skip_logged and trainer.is_global_zero:
                 log.info("mode coverage skipped: %s", reason)
@@ -104,10 +93,9 @@ class ModeCoverage(PeriodicMetric):
         x = self.samples(module)
         if not trainer.is_global_zero:
             return
-        classifier, _ = data_classifier_for(trainer, self.cache_dir, self.dataset_name)
         dm, step = trainer.datamodule, trainer.global_step
         k = dm.num_classes
-        counts = self.histogram(module, classifier, k, x)
+        counts = SampleJudge.for_data(dm, self.cache_dir, self.dataset_name).histogram(x)
         data_fractions = torch.bincount(dm.train_set.y, minlength=k).double()
         data_fractions /= data_fractions.sum()
         stats = coverage_stats(counts, data_fractions, self.min_fraction)

@@ -13,24 +13,11 @@ import math
 import lightning as L
 import torch
 
+from diffusion_lab.evaluation import grid_labels
 from diffusion_lab.loggers.media import log_image
 from diffusion_lab.utils.images import make_grid
 from diffusion_lab.utils.plots import scatter_png
-from diffusion_lab.utils.plots2d import square_limits
-
-
-def reference_limits(dm, n: int = 1000) -> tuple[float, float] | None:
-    """Axis limits of 2-D views from real data (``n`` training points of the datamodule
-    ``dm``), so that stray samples are drawn on the border rather than shrinking the data;
-    None without data."""
-    if dm is None or getattr(dm, "train_set", None) is None:
-        return None
-    return square_limits(dm.real_batch(min(n, len(dm.train_set)), split="train").numpy())
-
-
-def grid_labels(num_classes: int, per_class: int) -> torch.Tensor:
-    """[0]*per_class + [1]*per_class + ...: row c of the grid holds class c."""
-    return torch.arange(num_classes).repeat_interleave(per_class)
+from diffusion_lab.utils.plots2d import reference_limits
 
 
 class SampleGrid(L.Callback):

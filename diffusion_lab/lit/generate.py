@@ -30,7 +30,7 @@ def generate(module, sampler, *, labels, num_samples, seed, batch_size, guidance
     total = labels.shape[0] if labels is not None else num_samples
     rank, world = process_group_size() if distributed else (0, 1)
     mine = list(range(rank, total, world))
-    spec = sampler or module.sampler
+    spec = module.sampler_or_default(sampler)
     batches = range(0, len(mine), batch_size)
     out = []
     with progress_bar(progress if rank == 0 else None, len(batches) * spec.steps) as advance:

@@ -19,7 +19,12 @@ import lightning as L
 import torch
 from torch import nn
 
-from diffusion_lab.guidance import classifier_free, drop_labels
+from diffusion_lab.guidance import (
+    check_guidance_scale,
+    classifier_free,
+    drop_labels,
+    guidance_scale_problem,
+)
 from diffusion_lab.lit.ema import EMA
 from diffusion_lab.lit.nonfinite import NonFiniteGuard, grads_finite
 from diffusion_lab.objectives import DenoisingObjective
@@ -58,6 +63,8 @@ class DiffusionModule(L.LightningModule):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
             raise ValueError(f"label dropout must be in [0, 1], got {label_dropout}")
+        if isinstance(warmup_steps, bool) or int(warmup_steps) != warmup_steps or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps}")
         self.backbone = backbone
         self.ema = EMA(backbone, decay=ema_decay, warmup=ema_warmup)
         self.schedule = schedule
@@ -68,7 +75,7 @@ class DiffusionModule(L.LightningModule):
         self.warmup_steps = warmup_steps
         self.label_dropout = label_dropout
         self.num_classes = num_classes
-        self.guidance_scale = guidance_scale
+        self.guidance_scale = self.check_guidance_scale(guidance_scale)
         self.guidance_rule = None  # rule(denoiser, scale, null_class), set for sampling only
         self.clip_denoised = clip_denoised
         self._val_generator_seed = 1234
@@ -104,10 +111,12 @@ class DiffusionModule(L.LightningModule):
             cond = drop_labels(cond, self.label_dropout, null_class=self.num_classes)
         out = self.objective(self.backbone, x0, cond)
         self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=False)
-        self._last_per_sample = (out.per_sample_loss.detach(), out.t.detach())
         # a tensor: no host sync here; the one per step is in on_before_optimizer_step
         self._loss_finite = torch.isfinite(out.loss.detach()) & self._loss_finite
-        return out.loss
+        # what callbacks get as on_train_batch_end(outputs): the per-sample (weighted) losses
+        # and their timesteps, beside the loss Lightning optimizes
+        return {"loss": out.loss, "per_sample_loss": out.per_sample_loss.detach(),
+                "t": out.t.detach()}
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Gradients are complete here (accumulated, DDP-averaged, AMP-unscaled), not yet clipped.
@@ -143,6 +152,16 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ sampling
+    def guidance_problem(self, scale, name: str = "guidance scale") -> str | None:
+        """Why guidance scale ``scale`` cannot be used with this model, or None."""
+        return guidance_scale_problem(scale, conditional=self.num_classes > 0,
+                                      null_label_trained=self.label_dropout > 0, name=name)
+
+    def check_guidance_scale(self, scale, name: str = "guidance scale") -> float:
+        """``float(scale)``, or ValueError: this model cannot be sampled at that scale."""
+        return check_guidance_scale(scale, conditional=self.num_classes > 0,
+                                    null_label_trained=self.label_dropout > 0, name=name)
+
     def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None):
         """D(x, sigma, cond) -> x0_hat for the (EMA) network, guided when conditional."""
         net = self.ema.model if use_ema else self.backbone
@@ -155,6 +174,10 @@ class DiffusionModule(L.LightningModule):
         if self.clip_denoised:
             denoiser = clip_denoised(denoiser, -1.0, 1.0)
         return denoiser
+
+    def sampler_or_default(self, sampler: SamplerSpec | None = None) -> SamplerSpec:
+        """``sampler``, or the module's own when None: the one place the default is chosen."""
+        return self.sampler if sampler is None else sampler
 
     @torch.no_grad()
     def sample(
@@ -181,7 +204,7 @@ class DiffusionModule(L.LightningModule):
             labels = torch.full((num_samples,), self.num_classes, device=self.device)
             guidance_scale = 0.0
         shape = shape or self.sample_shape
-        spec = sampler or self.sampler
+        spec = self.sampler_or_default(sampler)
         was_training = self.training
         self.eval()
         try:

@@ -6,7 +6,8 @@ TensorBoard, CSV, none) gets what it can show, and the run directory always gets
     <run_dir>/media/<key>/step<N>.png       images and rendered charts (key "a/b" -> "a_b")
     <run_dir>/media/<key>/step<N>.json      the data behind a chart
     <run_dir>/media/<key>_step<N>.json      tables
-    <run_dir>/media/scalars.jsonl           every scalar dict logged here, one JSON line each
+    <run_dir>/media/scalars.jsonl           every scalar of the run, one JSON line per log call
+                                            (``loggers.run_record``: also Lightning's ``self.log``)
 
 What each logger receives:
 
@@ -41,6 +42,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from diffusion_lab.loggers.run_record import RunRecordLogger, append_scalars
 
 
 def run_dir(trainer) -> Path:
@@ -134,12 +137,10 @@ def log_scalars(trainer, metrics: dict[str, float], step: int) -> None:
     if not _is_rank_zero(trainer) or not metrics:
         return
     metrics = {k: float(v) for k, v in metrics.items()}
-    path = run_dir(trainer) / "media" / "scalars.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    append_scalars(run_dir(trainer), step, metrics)
     for logger in _loggers(trainer):
-        logger.log_metrics(metrics, step=step)
+        if not isinstance(logger, RunRecordLogger):  # the line above is its record
+            logger.log_metrics(metrics, step=step)
 
 
 def log_line(

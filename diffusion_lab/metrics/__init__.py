@@ -1,7 +1,7 @@
 """Evaluation metrics (torch + torchmetrics only; no Lightning, no Hydra).
 
 * ``classifier``: the project's small image classifier (train once, cache), accuracy,
-  class histograms, an IS-like score.
+  class histograms.
 * ``features``: feature extractors for FID/KID (classifier features; Inception-v3, lazily,
   from the optional ``[inception]`` extra).
 * ``fid``: ``FeatureStats``, the exact ``frechet_distance`` (source of truth), torchmetrics
@@ -14,7 +14,6 @@ from diffusion_lab.metrics.classifier import (
     SmallClassifier,
     class_histogram,
     classifier_accuracy,
-    classifier_score,
     load_or_train_classifier,
     predict_proba,
     train_classifier,
@@ -44,7 +43,6 @@ __all__ = [
     "cached_reference_stats",
     "class_histogram",
     "classifier_accuracy",
-    "classifier_score",
     "compute_fid_kid",
     "extract_features",
     "fid_from_stats",

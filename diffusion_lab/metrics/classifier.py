@@ -2,7 +2,7 @@
 
 Its penultimate features feed FID/KID on datasets where Inception makes little sense or
 cannot be downloaded (8x8 digits, MNIST, ...); its softmax gives class histograms of
-generated samples, conditional accuracy, and an IS-like score.
+generated samples and conditional accuracy.
 
     model = load_or_train_classifier(x, y, 10, cache_dir, "digits-8px", epochs=15)
     classifier_accuracy(model, x_test, y_test)
@@ -185,17 +185,6 @@ def classifier_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 def class_histogram(model: nn.Module, x: Tensor, num_classes: int) -> Tensor:
     """Counts (num_classes,) int64 of predicted classes; sums to ``len(x)``."""
     return torch.bincount(predict_proba(model, x).argmax(1), minlength=num_classes)
-
-
-def classifier_score(model: nn.Module, x: Tensor, eps: float = 1e-12) -> dict[str, float | int]:
-    """IS-like score exp(E_x KL(p(y|x) || p(y))) from the *project's classifier* softmax
-    (p(y) = mean of p(y|x) over the set). Between 1 (one class, or uncertain predictions)
-    and K (confident predictions, balanced classes). NOT comparable to Inception IS;
-    computed on the whole set (no splits). Returns ``dict(is_like, num_samples)``."""
-    p = predict_proba(model, x)
-    p_y = p.mean(dim=0, keepdim=True)
-    kl = (p * ((p + eps).log() - (p_y + eps).log())).sum(dim=1)
-    return {"is_like": float(kl.mean().exp()), "num_samples": int(x.shape[0])}
 
 
 def data_classifier(datamodule, cache_dir: str | os.PathLike, name: str):

@@ -1,7 +1,10 @@
 """Compare finished runs in one self-contained HTML file (no server, no network).
 
 ``write_report(paths, out)`` finds the run directories (with ``.hydra/config.yaml``) under
-``paths``, reads them (``run_records``) and writes one HTML page, every figure a base64 PNG.
+``paths``, reads each run's own records (``run_records``: the same files whatever logger the
+run used) and writes one HTML page, every figure a base64 PNG. Folders of runs that never
+trained (refused at validation: Hydra had already made the folder) are not runs; the page
+names them in one line.
 """
 
 from __future__ import annotations
@@ -11,28 +14,29 @@ import datetime
 import html
 import io
 import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffusion_lab.loggers.run_record import SCALARS_FILE
+from diffusion_lab.reports.run_discovery import (
+    CompareError,
+    discover_runs,
+    run_labels,
+    split_trained,
+)
 from diffusion_lab.reports.run_records import (
     History,
     eval_points,
     final_grid,
     load_config,
     load_history,
-    logger_sources,
     read_guidance_sweep,
     read_metrics,
+    run_logger,
 )
 
 MISSING = "\u2014"  # shown where a run lacks a config key or metric
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class CompareError(Exception):
-    """A user error: a path that does not exist, or no run directories found."""
 
 
 @dataclass
@@ -46,38 +50,8 @@ class Run:
     metrics: dict = field(default_factory=dict)
     sweep: dict | None = None
     grid: tuple[Path, str] | None = None
-    sources: list[str] = field(default_factory=list)
+    logger: str = "none"
     notes: list[str] = field(default_factory=list)
-
-
-def discover_runs(paths) -> list[Path]:
-    """Run directories at or under each path (a run, a multirun or an experiment directory)."""
-    found: list[Path] = []
-    for raw in paths:
-        root = Path(raw)
-        if not root.exists():
-            raise CompareError(f"no such file or directory: {raw}")
-        runs = []
-        for dirpath, dirnames, _ in os.walk(root):
-            if (Path(dirpath) / ".hydra" / "config.yaml").is_file():
-                runs.append(Path(dirpath).resolve())
-                dirnames.clear()  # a run does not hold other runs
-            else:
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        runs.sort(key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))])
-        found += [r for r in runs if r not in found]  # multirun jobs 0, 1, ..., 10 in order
-    if not found:
-        raise CompareError("no run directories (folders with .hydra/config.yaml) under "
-                           + ", ".join(str(p) for p in paths))
-    return found
-
-
-def run_labels(paths: list[Path]) -> list[str]:
-    """Short names: each path relative to the runs' common parent."""
-    if len(paths) == 1:
-        return [paths[0].name]
-    common = Path(os.path.commonpath([str(p) for p in paths]))
-    return [str(p.relative_to(common)) or p.name for p in paths]
 
 
 def load_runs(paths: list[Path]) -> list[Run]:
@@ -91,7 +65,7 @@ def load_runs(paths: list[Path]) -> list[Run]:
         run = Run(path=path, label=label, color=color)
         run.config, run.overrides = load_config(path, run.notes)
         run.history = load_history(path, run.notes)
-        run.sources = sorted({kind for kind, _ in logger_sources(path)})
+        run.logger = run_logger(run.config)
         run.metrics = read_metrics(path, run.notes)
         run.sweep = read_guidance_sweep(path, run.notes)
         run.grid = final_grid(path)
@@ -217,9 +191,9 @@ def _codes(items) -> str:
 def _runs_section(runs: list[Run]) -> str:
     """One row per run: its own Hydra overrides; the overrides all runs share listed once."""
     shared = [o for o in runs[0].overrides if len(runs) > 1 and all(o in r.overrides for r in runs)]
-    rows = [[_head(r), f"<code>{_e(r.path)}</code>", f'<span class="nw">{_e(", ".join(r.sources) or "none")}</span>',
+    rows = [[_head(r), f"<code>{_e(r.path)}</code>", f'<span class="nw">{_e(r.logger)}</span>',
              _codes(o for o in r.overrides if o not in shared)] for r in runs]
-    out = _table(["run", "directory", "logger files", "Hydra overrides (own)"], rows)
+    out = _table(["run", "directory", "logger", "Hydra overrides (own)"], rows)
     out += f"<p>Overrides shared by all runs: {_codes(shared)}</p>" if shared else ""
     notes = [f"<li><b>{_e(r.label)}</b>: {_e(n)}</li>" for r in runs for n in r.notes]
     return out + (f'<ul class="note">{"".join(notes)}</ul>' if notes else "")
@@ -263,16 +237,25 @@ def _sweep_caption(run: Run) -> str:
     return ", ".join([f"{run.label}: step {run.sweep['step']}", *filter(None, extra)])
 
 
-def render_html(runs: list[Run]) -> str:
+def _never_trained_note(skipped: list[Path]) -> str:
+    if not skipped:
+        return ""
+    names = ", ".join(str(p) for p in skipped)
+    return (f'<p class="note">{len(skipped)} folder(s) left out: runs that never trained '
+            f"(no scalars, metrics or checkpoint: refused at validation or stopped before step "
+            f"0): {_e(names)}</p>")
+
+
+def render_html(runs: list[Run], never_trained: list[Path] = ()) -> str:
     """The whole report; every image is an inline data URI, no external resource."""
     sweep_steps = "; ".join(_sweep_caption(r) for r in runs if r.sweep)
     parts = [
         f"<h1>diffusion-lab: {len(runs)} runs compared</h1>",
         f"<p>written {datetime.datetime.now():%Y-%m-%d %H:%M}</p>",
-        "<h2>Runs</h2>", _runs_section(runs),
+        "<h2>Runs</h2>", _runs_section(runs), _never_trained_note(list(never_trained)),
         _figure_section("Loss curves", loss_figure(runs),
-                        "no train/loss or val/loss in any run's logger files",
-                        "From each run's logger files (CSV, W&B transaction log, TensorBoard)."),
+                        "no train/loss or val/loss in any run's records",
+                        f"From each run's own record ({SCALARS_FILE}), whatever its logger."),
         _figure_section("Guidance: FID and accuracy vs w", guidance_figure(runs),
                         "no guidance sweep tables (media/guidance_sweep_step*.json) and no "
                         "evaluation metrics (metrics.json) in any run",
@@ -291,9 +274,15 @@ def render_html(runs: list[Run]) -> str:
 
 
 def write_report(paths, out: Path) -> Path:
-    """Discover the runs under ``paths`` and write the comparison to ``out``; returns ``out``."""
-    runs = load_runs(discover_runs(paths))
+    """Discover the runs under ``paths`` and write the comparison to ``out``; returns ``out``.
+    Runs that never trained are left out (and named); none trained at all is a CompareError."""
+    trained, never = split_trained(discover_runs(paths))
+    if not trained:
+        raise CompareError(f"no trained runs under {', '.join(str(p) for p in paths)}: the "
+                           f"{len(never)} run folder(s) there never trained (refused at "
+                           "validation or stopped before step 0)")
+    runs = load_runs(trained)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(runs), encoding="utf-8")
+    out.write_text(render_html(runs, never), encoding="utf-8")
     return out

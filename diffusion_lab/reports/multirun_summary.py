@@ -17,6 +17,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lab.reports.run_records import has_records
+
 log = logging.getLogger(__name__)
 
 # metrics.json keys worth a column, in this order, when any job has them
@@ -36,6 +38,13 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
+def _no_metrics(job_dir: Path) -> str:
+    """Why a job has no metrics.json, from its own records."""
+    if has_records(job_dir):
+        return "no metrics.json: failed or still running"
+    return "never trained: refused at validation or stopped before step 0"
+
+
 def summarize_training_sweep(sweep_dir: str | Path) -> dict[str, Any]:
     """Write summary.json and summary.md (one row per job) into ``sweep_dir``; return them."""
     sweep_dir = Path(sweep_dir)
@@ -47,7 +56,7 @@ def summarize_training_sweep(sweep_dir: str | Path) -> dict[str, Any]:
     columns = [c for c in TRAIN_COLUMNS if any(m and c in m for _, _, m in jobs)]
     header = ["job", "overrides", *columns]
     rows = [[name, ov, *(m.get(c) for c in columns)] if m is not None
-            else [name, f"{ov} (no metrics.json: failed or still running)", *[None] * len(columns)]
+            else [name, f"{ov} ({_no_metrics(sweep_dir / name)})", *[None] * len(columns)]
             for name, ov, m in jobs]
     (sweep_dir / "summary.json").write_text(json.dumps({"columns": header, "rows": rows}, indent=1))
 

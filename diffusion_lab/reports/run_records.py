@@ -1,31 +1,24 @@
-"""Read what a finished run left on disk: logger histories, metrics, guidance sweeps, grids.
+"""Read what a finished run left in its own folder: scalars, metrics, guidance sweeps, grids.
 
-Every reader takes a run directory (the folder holding ``.hydra/``) and never needs the
-logger's service: the CSV logger's ``csv/metrics.csv``, W&B's transaction log
-(``wandb/*run-*/run-*.wandb``, decoded with W&B's own protobuf ``Record``) and TensorBoard
-event files (TensorBoard's ``EventAccumulator``). A file that cannot be read adds a line to
-``notes`` instead of raising.
+Every reader takes a run directory (the folder holding ``.hydra/``) and reads only the records
+the run writes there whatever experiment logger it used (``diffusion_lab.loggers.run_record``
+and ``diffusion_lab.loggers.media``): ``media/scalars.jsonl``, ``media/*.json`` tables,
+``metrics.json``, PNGs. A file that cannot be read adds a line to ``notes`` instead of raising.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import math
 import re
-import struct
-import subprocess
-import sys
-import zlib
 from pathlib import Path
+
+from diffusion_lab.loggers.run_record import SCALARS_FILE
 
 History = dict[str, list[tuple[int, float]]]
 
-# W&B's transaction log is a LevelDB-style log: a 7-byte file header (":W&B", magic 0xBEE1,
-# version 0), then 32 KiB blocks of chunks, each with a 7-byte header (crc32, length, type).
-_WANDB_IDENT, _WANDB_MAGIC, _BLOCK = b":W&B", 0xBEE1, 32768
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+#: files whose presence shows that a folder holds a run that got past validation
+RECORD_FILES = (str(SCALARS_FILE), "metrics.json", "sample_info.json")
 
 
 def _number(value) -> float | None:
@@ -34,140 +27,49 @@ def _number(value) -> float | None:
     return float(value)
 
 
-def read_csv_history(path: Path) -> History:
-    """Lightning CSVLogger's metrics.csv: sparse rows keyed by ``step``."""
-    history: History = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            step = row.get("step")
-            if not step:
-                continue
-            for key, cell in row.items():
-                if key == "step" or key is None or cell in (None, ""):
-                    continue
-                try:
-                    history.setdefault(key, []).append((int(float(step)), float(cell)))
-                except ValueError:
-                    continue
-    return history
-
-
-def wandb_chunks(path: Path):
-    """Yield the raw records of a W&B transaction log; raises ValueError on a foreign file."""
-    data = Path(path).read_bytes()
-    ident, magic, version = struct.unpack("<4sHB", data[:7]) if len(data) >= 7 else (b"", 0, 0)
-    if ident != _WANDB_IDENT or magic != _WANDB_MAGIC or version != 0:
-        raise ValueError(f"not a W&B transaction log (header {data[:7]!r})")
-    pos, pending = 7, b""
-    while pos + 7 <= len(data):
-        room = _BLOCK - pos % _BLOCK
-        crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if room < 7 or (kind == 0 and length == 0):  # block trailer / zero padding
-            pos += room
-            continue
-        chunk = data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != crc:
-            pending = b""  # truncated (run still writing) or damaged chunk: skip it
-            continue
-        if kind == _FULL:
-            yield chunk
-        elif kind == _FIRST:
-            pending = chunk
-        elif kind == _MIDDLE:
-            pending += chunk
-        elif kind == _LAST:
-            yield pending + chunk
-            pending = b""
-
-
-def _wandb_history_items(path: Path):
-    """{key: value} of each history record, decoded with W&B's protobuf ``Record``."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    for raw in wandb_chunks(path):
-        record = pb.Record()
-        record.ParseFromString(raw)
-        if record.WhichOneof("record_type") == "history":
-            items = {}
-            for item in record.history.item:
-                with contextlib.suppress(ValueError):
-                    items[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-            yield items
-
-
-def _wandb_leet_items(path: Path):
-    """The same through W&B's own CLI reader (``wandb leet inspect --json``, wandb-core)."""
-    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-    for line in out.splitlines():
-        record = json.loads(line) if line.startswith("{") else {}
-        if record.get("type") == "history":
-            yield record["history"].get("item", {})
-
-
-def read_wandb_history(path: Path) -> History:
-    """History records of one ``.wandb`` file, stepped by Lightning's ``trainer/global_step``.
-
-    Decoded in-process; a log whose framing this reader does not know goes through W&B's CLI.
-    """
-    try:
-        records = list(_wandb_history_items(path))
-    except ValueError as e:  # a header this reader does not know (a future format version)
-        try:
-            records = list(_wandb_leet_items(path))
-        except (OSError, ValueError, subprocess.SubprocessError):
-            raise ValueError(f"{e}; `wandb leet inspect` could not read it either") from None
-    history: History = {}
-    for items in records:
-        step = _number(items.get("trainer/global_step", items.get("_step")))
-        for key, value in items.items():
-            value = _number(value)
-            if None not in (step, value) and not key.startswith("_") and key != "trainer/global_step":
-                history.setdefault(key, []).append((int(step), value))
-    return history
-
-
-def read_tensorboard_history(logdir: Path) -> History:
-    """Scalars of the event files in one directory."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
-def logger_sources(run_dir: Path) -> list[tuple[str, Path]]:
-    """(kind, path) of every logger file this run has: csv, wandb and tensorboard."""
+def has_records(run_dir: Path) -> bool:
+    """True when the run wrote any record (scalars, metrics, samples, a checkpoint); False for
+    a folder Hydra made for a run that was refused (bad config) or killed before step 0."""
     run_dir = Path(run_dir)
-    found = [("csv", p) for p in sorted(run_dir.glob("csv/**/metrics.csv"))]
-    for pattern in ("wandb/offline-run-*/run-*.wandb", "wandb/run-*/run-*.wandb"):
-        found += [("wandb", p) for p in sorted(run_dir.glob(pattern)) if not p.parent.is_symlink()]
-    event_dirs = sorted({p.parent for p in run_dir.glob("tensorboard/**/events.out.tfevents.*")})
-    return found + [("tensorboard", d) for d in event_dirs]
-
-
-_READERS = {"csv": read_csv_history, "wandb": read_wandb_history,
-            "tensorboard": read_tensorboard_history}
+    return (any((run_dir / name).is_file() for name in RECORD_FILES)
+            or any(run_dir.glob("checkpoints/*.ckpt")))
 
 
 def load_history(run_dir: Path, notes: list[str] | None = None) -> History:
-    """Every scalar the run's loggers recorded: {key: [(step, value), ...]} sorted by step."""
+    """Every scalar the run recorded (``media/scalars.jsonl``): {key: [(step, value), ...]}
+    sorted by step. Lines that are not JSON (one cut short by a crash) are skipped with a note."""
     notes = notes if notes is not None else []
+    path = Path(run_dir) / SCALARS_FILE
+    if not path.is_file():
+        notes.append(f"no {SCALARS_FILE}: no curves for this run")
+        return {}
     history: History = {}
-    sources = logger_sources(run_dir)
-    if not sources:
-        notes.append("no logger files (csv/, wandb/, tensorboard/): no curves for this run")
-    for kind, path in sources:
+    bad = 0
+    for line in path.read_text().splitlines():
         try:
-            part = _READERS[kind](path)
-        except Exception as e:  # noqa: BLE001 - a format we cannot read is a note, not fatal
-            notes.append(f"could not read {kind} log {path.relative_to(run_dir)}: "
-                         f"{type(e).__name__}: {e}")
+            record = json.loads(line)
+            step = int(record.pop("step"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            bad += 1
             continue
-        for key, points in part.items():
-            history.setdefault(key, []).extend(points)
+        for key, value in record.items():
+            value = _number(value)
+            if value is not None:
+                history.setdefault(key, []).append((step, value))
+    if bad:
+        notes.append(f"{bad} unreadable line(s) in {SCALARS_FILE} skipped")
     return {k: sorted(v, key=lambda p: p[0]) for k, v in history.items()}
+
+
+def run_logger(config: dict) -> str:
+    """The experiment logger a run was configured with ('csv', 'wandb', ..., 'none'), from
+    its flattened config."""
+    target = config.get("logger._target_")
+    if not target:
+        return "none"
+    name = str(target).rsplit(".", 1)[-1].lower()
+    return {"csvlogger": "csv", "tensorboardlogger": "tensorboard",
+            "wandb_logger": "wandb", "wandblogger": "wandb"}.get(name, name)
 
 
 def flatten(obj, prefix: str = "") -> dict:

@@ -8,6 +8,8 @@ ddpm_large_variance: n; heun: 2n - 1 (``solver_nfe(fn, n)`` reads it; ``count_nf
 calls empirically). Orders on the PF-ODE: euler 1, heun and dpmpp_2m 2, dpmpp_3m 3, unipc p + 1.
 """
 
+from functools import partial
+
 from diffusion_lab.samplers._common import CountingDenoiser, count_nfe, solver_nfe
 from diffusion_lab.samplers.ddim_ddpm import ddim, ddpm, ddpm_large_variance
 from diffusion_lab.samplers.dpmpp_sde import dpmpp_2m_sde
@@ -15,7 +17,26 @@ from diffusion_lab.samplers.multistep import dpmpp_3m
 from diffusion_lab.samplers.ode import dpmpp_2m, euler, heun
 from diffusion_lab.samplers.unipc import unipc
 
+#: every solver by name (DDIM at eta = 0.5 standing for the family between euler and ddpm):
+#: what the sampler report and the Gaussian-oracle tests run
+SOLVERS = {
+    "euler": euler,
+    "heun": heun,
+    "dpmpp_2m": dpmpp_2m,
+    "ddim_eta0.5": partial(ddim, eta=0.5),
+    "ddpm": ddpm,
+    "ddpm_large_variance": ddpm_large_variance,
+    "dpmpp_3m": dpmpp_3m,
+    "dpmpp_3m_lower_order_final": partial(dpmpp_3m, lower_order_final=True),
+    "unipc_bh1_2": partial(unipc, order=2, variant="bh1"),
+    "unipc_bh2_2": partial(unipc, order=2, variant="bh2"),
+    "unipc_bh2_3": partial(unipc, order=3, variant="bh2"),
+    "unip_3": partial(unipc, order=3, corrector=False),
+    "dpmpp_2m_sde": dpmpp_2m_sde,
+}
+
 __all__ = [
+    "SOLVERS",
     "CountingDenoiser",
     "count_nfe",
     "ddim",

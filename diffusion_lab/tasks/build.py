@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,16 +12,22 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from diffusion_lab.lit.module import DiffusionModule
 from diffusion_lab.lit.nonfinite import first_nonfinite
+from diffusion_lab.tasks.errors import ConfigError
 from diffusion_lab.tasks.io import CheckpointError
-from diffusion_lab.tasks.validate import ConfigError
+from diffusion_lab.tasks.trusted_targets import check_stored_targets
 
 
-def build_module(cfg: DictConfig) -> DiffusionModule:
-    """backbone + schedule + objective + sampler -> DiffusionModule (nothing trained)."""
+def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
+    """backbone + schedule + objective + sampler -> DiffusionModule (nothing trained).
+
+    ``meta=True`` builds the backbone on PyTorch's meta device (shapes, no memory, no time):
+    every constructor runs its own checks, which is how ``validate.py`` checks a config.
+    """
     schedule = instantiate(cfg.schedule)
     prediction = instantiate(cfg.objective.prediction)
     weighting = instantiate(cfg.objective.weighting)
-    backbone = instantiate(cfg.backbone, _convert_="all")
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        backbone = instantiate(cfg.backbone, _convert_="all")
     sampler = instantiate(cfg.sampler, _convert_="all")
     optimizer = instantiate(cfg.module.optimizer, _convert_="all")
     module = DiffusionModule(
@@ -43,6 +51,24 @@ def build_module(cfg: DictConfig) -> DiffusionModule:
     return module
 
 
+#: the Hydra config tree (conf/ beside the package): the one place presets live
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def backbone_preset(name: str, *, image_size: int | None = None, channels: int | None = None,
+                    num_classes: int = 0, dim: int | None = None, **overrides):
+    """The backbone of ``conf/backbone/<name>.yaml`` for data of the given shape (what
+    ``data.image_size``, ``data.channels``, ``data.num_classes``, ``data.dim`` would say),
+    with ``overrides`` of its own keys (e.g. ``out_channels``)."""
+    path = CONF_DIR / "backbone" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no backbone preset {name!r} (no {path})")
+    cfg = OmegaConf.create({"data": {"image_size": image_size, "channels": channels,
+                                     "num_classes": num_classes, "dim": dim},
+                            "backbone": OmegaConf.load(path)})
+    return instantiate(cfg.backbone, **overrides, _convert_="all")
+
+
 def build_sampler(cfg: DictConfig, schedule=None):
     """The SamplerSpec of ``cfg.sampler``; with ``schedule``, its grid is computed once here so
     a spacing that cannot serve it (e.g. no fitted grid for spacing=optimized) is a ConfigError."""
@@ -53,6 +79,7 @@ def build_sampler(cfg: DictConfig, schedule=None):
         except ValueError as e:
             raise ConfigError(f"sampler: {e}") from None
     return spec
+
 
 
 def adopt_checkpoint_schedule(cfg: DictConfig, ckpt: dict) -> None:
@@ -115,17 +142,30 @@ def config_to_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
+# The parts of a stored config that opening a checkpoint instantiates.
+STORED_SECTIONS = ("schedule", "objective", "backbone", "sampler", "module", "data")
+
+
+def stored_config(ckpt: dict, path="checkpoint") -> DictConfig:
+    """The run config a checkpoint holds, once every ``_target_`` in it is known to be one of
+    the project's own (``trusted_targets.py``); CheckpointError, one line, otherwise."""
+    run_config = ckpt.get("diffusion_lab_config")
+    if not isinstance(run_config, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path} has no diffusion_lab_config: not written by diffusion-lab")
+    check_stored_targets(run_config, path, STORED_SECTIONS)
+    return OmegaConf.create(run_config)
+
+
 def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint") -> DiffusionModule:
     """Rebuild the module a checkpoint was trained with and load its weights.
 
     Raises CheckpointError, one line naming the mismatch, when the weights do not fit the
-    model the stored config builds, or hold NaN/inf.
+    model the stored config builds, or hold NaN/inf, or the config names a class that is not
+    the project's own.
     """
-    run_config = ckpt.get("diffusion_lab_config")
-    if run_config is None or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} has no diffusion_lab_config: not written by diffusion-lab")
+    train_cfg = stored_config(ckpt, path)
     try:
-        module = build_module(OmegaConf.create(run_config))
+        module = build_module(train_cfg)
     except Exception as e:  # Hydra wraps the constructor's own error
         cause = e.__cause__ or e
         raise CheckpointError(

@@ -16,7 +16,10 @@ import sys
 from diffusion_lab.lit.nonfinite import NonFiniteError
 from diffusion_lab.lit.signals import Preempted
 from diffusion_lab.tasks.io import CheckpointError
-from diffusion_lab.tasks.validate import ConfigError
+
+
+class ConfigError(ValueError):
+    """A config value is of the wrong type or impossible; the message is one line."""
 
 # FileNotFoundError covers missing datasets (the data layer's DatasetNotFoundError).
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)

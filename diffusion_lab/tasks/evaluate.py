@@ -1,4 +1,5 @@
-"""Class-conditional sample quality, judged by a classifier trained on the real data.
+"""Class-conditional sample quality at the end of a run or of a checkpoint, judged by the
+classifier of the real data (``diffusion_lab.evaluation``).
 
 For a labelled image dataset: samples_per_class samples of every class at the given
 guidance scale (fixed per-sample seeds), then
@@ -16,66 +17,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from diffusion_lab.callbacks.sample_grid import grid_labels
-from diffusion_lab.lit.generate import generate, process_group_size
-from diffusion_lab.metrics.cache import cached_reference_stats, reference_stats_key
-from diffusion_lab.metrics.classifier import classifier_accuracy, data_classifier
-from diffusion_lab.metrics.features import ClassifierFeatures, state_digest
-from diffusion_lab.metrics.fid import fid_from_stats, stats_from_images
+from diffusion_lab.evaluation import SampleJudge, generate_samples, grid_labels, why_not_judgeable
+from diffusion_lab.lit.generate import process_group_size
 from diffusion_lab.utils.images import save_grid
 
 log = logging.getLogger(__name__)
-
-
-class SampleJudge:
-    """Scores generated images against a labelled image dataset with the project's classifier.
-
-    accuracy = fraction of samples the classifier assigns to the class they were generated for;
-    FID is computed in the classifier's feature space against cached training-set statistics.
-    """
-
-    def __init__(self, datamodule, cache_dir: str | Path, name: str):
-        self.classifier = data_classifier(datamodule, cache_dir, name)
-        self.features = ClassifierFeatures(self.classifier)
-        train = datamodule.train_set
-        key = reference_stats_key(name, train.shape[-1], f"classifier-{state_digest(self.classifier)}")
-        self.real = cached_reference_stats(
-            cache_dir, key, lambda: stats_from_images(self.features, train.x,
-                                                  progress="reference statistics")
-        )
-        self.real_count = len(train)
-        self.val = datamodule.val_set
-
-    def reference(self) -> dict:
-        """The judge's own reliability and the FID floor of held-out real images."""
-        if self.val is None:
-            return {}
-        return {
-            "classifier_val_accuracy": classifier_accuracy(self.classifier, self.val.x, self.val.y),
-            "classifier_val_count": len(self.val),
-            "fid_classifier_val_vs_train": self.fid(self.val.x),
-            "fid_val_count": len(self.val),
-        }
-
-    def fid(self, x: torch.Tensor) -> float:
-        return fid_from_stats(stats_from_images(self.features, x), self.real)
-
-    def __call__(self, x: torch.Tensor, labels: torch.Tensor, guidance_scale: float) -> dict:
-        w = guidance_scale
-        acc, fid = classifier_accuracy(self.classifier, x, labels), self.fid(x)
-        return {
-            "eval_guidance_scale": w,
-            "sample_accuracy": acc,
-            f"sample_accuracy_w{w:g}": acc,
-            "sample_count": len(x),
-            "fid_classifier": fid,
-            f"fid_classifier_w{w:g}": fid,
-            "fid_real_count": self.real_count,
-        }
-
-
-def is_labelled_image_data(module, datamodule) -> bool:
-    return module.num_classes > 0 and len(datamodule.shape) == 3
 
 
 def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
@@ -85,18 +31,15 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
     With ``distributed`` every rank of the process group calls it and generates its share of
     the samples (the same set as one process would); rank 0 scores them, the others get {}.
     """
-    if not is_labelled_image_data(module, datamodule):
+    if why_not_judgeable(datamodule, module):
         return {}
     labels = grid_labels(module.num_classes, cfg.eval.samples_per_class)
     w = cfg.eval.guidance_scale
-    x = generate(
-        module, module.sampler, labels=labels, num_samples=len(labels),
-        seed=cfg.eval.seed, batch_size=500, guidance_scale=w, use_ema=True,
-        distributed=distributed, progress=f"evaluation samples (w={w:g})",
-    )
+    x = generate_samples(module, labels, len(labels), seed=cfg.eval.seed, guidance_scale=w,
+                         distributed=distributed, progress=f"evaluation samples (w={w:g})")
     if distributed and process_group_size()[0] != 0:
         return {}
-    judge = SampleJudge(datamodule, cfg.paths.cache_dir, cfg.data.name)
+    judge = SampleJudge.for_data(datamodule, cfg.paths.cache_dir, cfg.data.name)
     result = {**judge.reference(), **judge(x, labels, w)}
     per_class = min(10, cfg.eval.samples_per_class)
     keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(module.num_classes)])
@@ -108,9 +51,10 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
 def datamodule_from_checkpoint(ckpt: dict):
     """The data a checkpoint was trained on (same split), loaded."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
+    from diffusion_lab.tasks.build import stored_config
+
+    train_cfg = stored_config(ckpt)
     datamodule = instantiate(train_cfg.data.module, _convert_="all")
     datamodule.setup("fit")
     return datamodule
@@ -127,13 +71,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     )
     from diffusion_lab.tasks.guidance_setup import configure_guidance
     from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-    from diffusion_lab.tasks.validate import validate_sampling
+    from diffusion_lab.tasks.validate import validate_sample_config, validate_sampling
 
+    validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt).to(cfg.device)
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)
-    validate_sampling(cfg, module.schedule.num_steps)
+    validate_sampling(cfg, module.schedule, module)
     module.sampler = build_sampler(cfg, module.schedule)
     train_cfg = OmegaConf.create(ckpt["diffusion_lab_config"])
     datamodule = datamodule_from_checkpoint(ckpt)

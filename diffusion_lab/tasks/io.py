@@ -7,15 +7,27 @@ hidden ``.<name>.tmp-<pid>`` file, which no checkpoint search picks up and the n
 that folder removes once its process is gone (and the file is over an hour old). Weights with NaN/inf
 are never written: the write is refused with :class:`NonFiniteError`, so the newest checkpoint
 on disk is always the last good one.
+
+Opening a checkpoint never runs code from it: files are read with ``torch.load(weights_only=True)``,
+which rebuilds tensors, plain containers, strings and numbers and refuses any other pickled
+object (a class, a function, a ``__reduce__`` payload) before building it. The only other types
+allowed are the numpy array pieces of the saved random-number state (:data:`SAFE_GLOBALS`).
+A full disk or a read-only folder fails the write with one line (:class:`CheckpointError`); the
+previous checkpoint is untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import pickle
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -27,6 +39,10 @@ class CheckpointError(RuntimeError):
 
 
 STALE_TMP_SECONDS = 3600
+
+# numpy's global RNG state (lit/rng.py) is a uint32 array: the one non-torch type checkpoints hold.
+_np_core = np._core if hasattr(np, "_core") else np.core  # numpy 2 / numpy 1
+SAFE_GLOBALS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)), _np_core.multiarray._reconstruct]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -55,26 +71,42 @@ def remove_stale_temporaries(folder: Path, now: float | None = None) -> list[Pat
     return removed
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent)
+def _atomic_write(path: Path, write) -> Path:
+    """``write(f)`` into a temporary file beside ``path``, fsync, rename over ``path``, fsync the
+    folder. On any error the temporary file is removed and ``path`` is left as it was; an OSError
+    (disk full, read-only folder, quota) becomes a one-line :class:`CheckpointError`."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise CheckpointError(f"cannot write {path}: {reason} (the previous file is kept)") from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with contextlib.suppress(OSError):
+        remove_stale_temporaries(path.parent)
+    return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``path`` with the same guarantees as :func:`atomic_torch_save`."""
+    return _atomic_write(Path(path), lambda f: f.write(Path(source).read_bytes()))
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location="cpu", mmap: bool = False) -> dict:
@@ -87,10 +119,22 @@ def load_checkpoint_file(path: str | os.PathLike, map_location="cpu", mmap: bool
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
-    except Exception as e:  # truncated zip, pickle errors, ...
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:  # weights_only refused a pickled object, or garbage
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(e))
+        if found is None:
+            raise CheckpointError(f"checkpoint {path} is unreadable (not a torch checkpoint)") from e
+        raise CheckpointError(
+            f"checkpoint {path} holds a pickled {found.group(1)}, which could run code: refused "
+            "(only tensors and plain values are loaded; see the README on checkpoints from elsewhere)"
+        ) from e
+    except Exception as e:  # truncated zip, corrupt data, ...
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {msg})") from e
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} is unreadable (a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
 
 
 def check_finite_weights(checkpoint: dict, path: str | os.PathLike) -> None:
@@ -115,11 +159,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    """Write ``obj`` as JSON with the same guarantees as checkpoints (fsync, rename, no temporary
+    file left behind on error)."""
+    text = json.dumps(obj, indent=2, default=str).encode()
+    return _atomic_write(Path(path), lambda f: f.write(text))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from diffusion_lab.callbacks.sample_grid import grid_labels, reference_limits
+from diffusion_lab.evaluation import SampleJudge, grid_labels, sampler_name
 from diffusion_lab.lit.generate import generate
 from diffusion_lab.tasks.build import (
     adopt_checkpoint_schedule,
@@ -18,19 +18,20 @@ from diffusion_lab.tasks.build import (
 )
 from diffusion_lab.tasks.guidance_setup import configure_guidance
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-from diffusion_lab.tasks.validate import validate_counts, validate_sampling
+from diffusion_lab.tasks.validate import validate_sample_config, validate_sampling
 from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.plots import scatter_png
+from diffusion_lab.utils.plots2d import reference_limits
 
 
 def sample(cfg: DictConfig) -> dict:
+    validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)
-    validate_sampling(cfg, module.schedule.num_steps)
+    validate_sampling(cfg, module.schedule, module)
     points = len(module.sample_shape) == 1  # 2-D data: num_points samples, split over classes
-    validate_counts(cfg, "num_points" if points else "num_samples")
     num_points = cfg.num_points if points else 0
     sampler = build_sampler(cfg, module.schedule)
     labels = None
@@ -67,7 +68,7 @@ def sample(cfg: DictConfig) -> dict:
         "num_samples": len(x),
         "nfe_per_sample": sampler.nfe,
         "steps": sampler.steps,
-        "sampler": getattr(sampler.solver, "func", sampler.solver).__name__,
+        "sampler": sampler_name(sampler),
         "spacing": type(sampler.spacing).__name__,
         "guidance_scale": cfg.guidance.scale,
         "seconds": round(seconds, 2),
@@ -75,10 +76,11 @@ def sample(cfg: DictConfig) -> dict:
         "grid": str(run_dir / "samples.png"),
     }
     if cfg.get("metrics") and labels is not None and x.dim() == 4:
-        from diffusion_lab.tasks.evaluate import SampleJudge, datamodule_from_checkpoint
+        from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 
         data_name = ckpt["diffusion_lab_config"]["data"]["name"]
-        judge = SampleJudge(datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, data_name)
+        judge = SampleJudge.for_data(datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir,
+                                     data_name)
         info.update(judge(x, labels, cfg.guidance.scale))
     atomic_write_json(info, run_dir / "sample_info.json")
     print(f"wrote {len(x)} samples to {run_dir} ({info['nfe_per_sample']} NFE each, {seconds:.1f}s)")

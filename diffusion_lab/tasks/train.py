@@ -9,6 +9,7 @@ SIGTERM/SIGUSR1 checkpoint and stop (``lit/signals.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from diffusion_lab.lit.final_checkpoint import STEP_KEY, FinalCheckpoint, final_
 from diffusion_lab.lit.generate import process_group_size
 from diffusion_lab.lit.rng import TrainingRNG
 from diffusion_lab.lit.signals import Preempted, Preemption
+from diffusion_lab.loggers.run_record import RunRecordLogger
 from diffusion_lab.tasks.build import (
     build_callbacks,
     build_datamodule,
@@ -31,7 +33,12 @@ from diffusion_lab.tasks.build import (
     check_checkpoint_fits,
     config_to_dict,
 )
-from diffusion_lab.tasks.io import AtomicCheckpointIO, atomic_write_json, load_checkpoint_file
+from diffusion_lab.tasks.io import (
+    AtomicCheckpointIO,
+    atomic_copy,
+    atomic_write_json,
+    load_checkpoint_file,
+)
 from diffusion_lab.tasks.resume import resolve_ckpt_path
 from diffusion_lab.tasks.validate import validate_train_config
 
@@ -44,7 +51,8 @@ def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     experiment_dir = Path(cfg.paths.output_root) / cfg.name
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), experiment_dir, auto=bool(cfg.get("resume")))
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), experiment_dir, auto=bool(cfg.get("resume")),
+                                  run_config=config_to_dict(cfg))
     # mmap: the metadata and the shapes, without reading the tensors
     resume_from = load_checkpoint_file(ckpt_path, mmap=True) if ckpt_path else {}
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -57,12 +65,15 @@ def train(cfg: DictConfig) -> dict:
     del resume_from  # unmap the file
     preemption = Preemption(cfg.paths.checkpoint_dir)
     last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
-    callbacks = [*build_callbacks(cfg), TrainingRNG(), preemption, FinalCheckpoint(last)]
+    # Order matters at the end of each step and of training: the random stream is stashed, the
+    # final checkpoint written and a pending signal acted on before any sampling callback runs.
+    callbacks = [TrainingRNG(), FinalCheckpoint(last), preemption, *build_callbacks(cfg)]
     logger = build_logger(cfg, wandb_run_id=wandb_run_id)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=logger,
+        # the configured logger first (trainer.logger), then the run's own record of scalars
+        logger=[*([logger] if logger else []), RunRecordLogger(run_dir)],
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
     )
@@ -72,9 +83,9 @@ def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except Preempted:
+    except Preempted as e:
         _finish_logger(logger, preempted=True)
-        raise
+        raise (preemption.error or e) from None
     except SIGTERMException as e:  # Lightning's own stop, outside a training step
         _finish_logger(logger, preempted=True)
         raise preemption.error or Preempted(
@@ -82,6 +93,10 @@ def train(cfg: DictConfig) -> dict:
             "newest one with resume=auto", None, trainer.global_step,
         ) from e
     train_seconds = time.perf_counter() - start
+    if ckpt_path and trainer.is_global_zero and not last.exists():
+        # resumed from a checkpoint already at max_steps (a job killed in its end-of-training
+        # work): fit had nothing to do; this run's folder still gets its final checkpoint
+        atomic_copy(ckpt_path, last)
 
     step = final_step(trainer)
     metrics = {
@@ -98,10 +113,18 @@ def train(cfg: DictConfig) -> dict:
     if cfg.eval.enabled and (trainer.is_global_zero or distributed):
         from diffusion_lab.tasks.evaluate import evaluate_module
 
-        evaluation = evaluate_module(module, datamodule, cfg, run_dir, distributed=distributed)
+        interruptible = contextlib.nullcontext() if distributed else preemption.after_final_checkpoint(step)
+        try:
+            with interruptible:
+                evaluation = evaluate_module(module, datamodule, cfg, run_dir, distributed=distributed)
+        except Preempted:
+            _finish_logger(logger, preempted=True)
+            raise
         metrics.update(evaluation)
-        if logger and evaluation:
-            logger.log_metrics({f"eval/{k}": v for k, v in evaluation.items()}, step=step)
+        if evaluation and trainer.is_global_zero:
+            for each in trainer.loggers:
+                each.log_metrics({f"eval/{k}": v for k, v in evaluation.items()
+                                  if isinstance(v, (int, float))}, step=step)
     if trainer.is_global_zero:
         atomic_write_json(metrics, run_dir / "metrics.json")
         _print_summary(run_dir, metrics)

@@ -1,14 +1,32 @@
-"""Config checks that run before anything is built: one readable line per problem."""
+"""Config checks that run before any work starts: one readable line per problem.
+
+One mechanism: the objects' own constructors hold the rules. ``validate_train_config`` builds
+the model with its backbone on the meta device (no memory, no time), constructs the
+datamodule (without reading data) and the Trainer, and turns the first error any constructor
+raises into a :class:`ConfigError` naming the config section. The only rules written here are
+those no constructor can see: every number in the config is finite, and the values the
+run lifecycle itself reads (seed, step budget, resume, evaluation and sampling counts).
+"""
 
 from __future__ import annotations
 
-from numbers import Real
+import contextlib
+import logging
+import math
+import re
 
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lab.tasks.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config value is of the wrong type or impossible; the message is one line."""
+__all__ = ["ConfigError", "validate_counts", "validate_sample_config", "validate_sampling",
+           "validate_train_config"]
+
+CONSTRUCTOR_ERRORS = (ValueError, TypeError, MisconfigurationException, InstantiationException)
 
 
 def _get(cfg: DictConfig, key: str):
@@ -24,101 +42,118 @@ def _int(cfg, key: str, minimum: int = 1):
     return v
 
 
-def _real(cfg, key: str, lo: float | None = None, hi: float | None = None, hi_open=False):
-    v = _get(cfg, key)
-    if isinstance(v, bool) or not isinstance(v, Real):
-        raise ConfigError(f"{key} must be a number, got {v!r}")
-    if lo is not None and v < lo:
-        raise ConfigError(f"{key} must be >= {lo}, got {v}")
-    if hi is not None and (v >= hi if hi_open else v > hi):
-        bound = f"< {hi}" if hi_open else f"<= {hi}"
-        raise ConfigError(f"{key} must be {bound}, got {v}")
-    return v
+def _nonfinite_numbers(node, where: str = ""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _nonfinite_numbers(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _nonfinite_numbers(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        yield where, node
 
 
-def _target(cfg, key: str) -> str:
-    return str(_get(cfg, f"{key}._target_") or "")
+def check_finite(cfg: DictConfig, skip: tuple[str, ...] = ("hydra",)) -> None:
+    """No NaN or inf anywhere in the config (they pass every ``<``/``>`` range check)."""
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    for key, value in _nonfinite_numbers({k: v for k, v in plain.items() if k not in skip}):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
 
 
-def validate_sampling(cfg: DictConfig, num_steps: int) -> None:
-    """Sampler and guidance values (shared by training and the sampling CLI)."""
-    steps = _int(cfg, "sampler.steps")
-    continuous = _target(cfg, "sampler.spacing").endswith(("LogSNRSpacing", "KarrasSpacing"))
-    if not continuous and steps > num_steps:
-        raise ConfigError(f"sampler.steps={steps} exceeds the schedule's {num_steps} timesteps")
-    _real(cfg, "guidance.scale", lo=0.0)
-    eta = _get(cfg, "sampler.solver.eta")
-    if eta is not None:
-        _real(cfg, "sampler.solver.eta", lo=0.0, hi=1.0)
+def _one_line(e: BaseException) -> str:
+    """The constructor's own message, with the config section Hydra names (``full_key``)."""
+    cause = e
+    while isinstance(cause, InstantiationException) and isinstance(cause.__cause__, CONSTRUCTOR_ERRORS):
+        cause = cause.__cause__
+    found = re.search(r"full_key: (\S+)", str(e))
+    text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    text = text.split(", set env var HYDRA_FULL_ERROR")[0]  # e.g. a _target_ that is not found
+    return f"{found.group(1)}: {text}" if found else text
+
+
+@contextlib.contextmanager
+def refused_as_config_error(section: str | None = None):
+    """Re-raise a constructor's error as ConfigError (one line, the section named)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except CONSTRUCTOR_ERRORS as e:
+        line = _one_line(e)
+        if section and not line.startswith(section):
+            line = f"{section}: {line}"
+        raise ConfigError(line) from e
+
+
+def _zero_denoiser(x, sigma, cond=None):
+    return torch.zeros_like(x)
+
+
+def validate_sampling(cfg: DictConfig, schedule, module=None) -> None:
+    """Sampler and guidance values (shared by training and the sampling CLIs): the sampler is
+    built and run once on ``schedule`` for a one-number sample with a zero denoiser, so the
+    spacing's and the solver's own checks run (no more steps than training timesteps, eta in
+    [0, 1], ...), and ``guidance.scale`` must suit ``module`` when given."""
+    with refused_as_config_error("sampler"):
+        sampler = instantiate(cfg.sampler, _convert_="all")
+        sampler.sample(_zero_denoiser, schedule, (1, 1))
+    if module is not None:
+        with refused_as_config_error():
+            module.check_guidance_scale(_get(cfg, "guidance.scale"), name="guidance.scale")
+
+
+def validate_sample_config(cfg: DictConfig) -> None:
+    """The sampling CLI's own values, before the checkpoint is opened."""
+    check_finite(cfg)
+    _int(cfg, "seed", minimum=0)
+    validate_counts(cfg, *[k for k in ("batch_size", "num_samples", "num_points", "samples_per_class")
+                           if _get(cfg, k) is not None])
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning announces each Trainer it builds; the checking one stays silent."""
+    names = ["lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def validate_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first wrong type or impossible value found."""
+    from diffusion_lab.tasks.build import build_callbacks, build_module
+
+    check_finite(cfg)
+    _int(cfg, "seed", minimum=0)
     _int(cfg, "trainer.max_steps")
-    _int(cfg, "data.module.batch_size")
-    _real(cfg, "data.module.val_fraction", lo=0.0, hi=1.0, hi_open=True)
-    num_steps = _int(cfg, "schedule.num_steps", minimum=2)
-    validate_sampling(cfg, num_steps)
-    _real(cfg, "guidance.label_dropout", lo=0.0, hi=1.0)
-    _real(cfg, "module.optimizer.lr", lo=0.0)
-    if _get(cfg, "module.optimizer.lr") == 0:
-        raise ConfigError("module.optimizer.lr must be > 0, got 0")
-    _real(cfg, "module.ema_decay", lo=0.0, hi=1.0, hi_open=True)
-    _int(cfg, "module.warmup_steps", minimum=0)
-    if _get(cfg, "module.max_consecutive_nonfinite") is not None:
-        _int(cfg, "module.max_consecutive_nonfinite")
+    if _get(cfg, "trainer.accumulate_grad_batches") is not None:
+        _int(cfg, "trainer.accumulate_grad_batches")
     if _get(cfg, "resume") not in (None, False, True, "auto"):
         raise ConfigError(f"resume must be auto or false, got {_get(cfg, 'resume')!r}")
+    if _get(cfg, "module.optimizer.lr") == 0:
+        raise ConfigError("module.optimizer.lr must be > 0, got 0")
 
-    num_classes = _int(cfg, "data.num_classes", minimum=0)
-    if num_classes == 0 and _get(cfg, "guidance.scale") != 1.0:
-        raise ConfigError(
-            f"guidance.scale={_get(cfg, 'guidance.scale')} needs a class-conditional dataset, "
-            f"but data={_get(cfg, 'data.name')} has no labels (use guidance.scale=1)"
-        )
-
-    if _get(cfg, "schedule.zero_terminal_snr") and _target(cfg, "objective.prediction").endswith(
-        "EpsPrediction"
-    ):
-        raise ConfigError(
-            "schedule.zero_terminal_snr=true cannot be used with eps prediction "
-            "(x0 = (x_T - sqrt(1-ab) eps)/sqrt(ab) divides by zero at the last step); "
-            "use objective=v or objective=x0"
-        )
-
-    _check_backbone_shape(cfg)
+    with refused_as_config_error():
+        module = build_module(cfg, meta=True)
+    with refused_as_config_error("module.optimizer"):
+        module.configure_optimizers()
+    validate_sampling(cfg, module.schedule)
     if _get(cfg, "eval.enabled"):
         _int(cfg, "eval.samples_per_class")
-
-
-def _check_backbone_shape(cfg: DictConfig) -> None:
-    target = _target(cfg, "backbone")
-    size = _get(cfg, "backbone.image_size")
-    if size is None:
-        return
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"backbone.image_size must be a positive integer, got {size!r}")
-    if target.endswith("UNet"):
-        mult = _get(cfg, "backbone.channel_mult") or []
-        factor = 2 ** (len(mult) - 1)
-        if size % factor:
-            raise ConfigError(
-                f"image size {size} is not divisible by {factor}, the downsampling factor of a "
-                f"U-Net with channel_mult of length {len(mult)}"
-            )
-        levels = [size // 2**i for i in range(len(mult))]
-        for res in _get(cfg, "backbone.attention_resolutions") or []:
-            if res not in levels:
-                raise ConfigError(
-                    f"backbone.attention_resolutions has {res}, but this U-Net's feature maps "
-                    f"are {levels} at image size {size}"
-                )
-    elif target.endswith("DiT"):
-        patch = _get(cfg, "backbone.patch_size")
-        if not isinstance(patch, int) or patch < 1 or size % patch:
-            raise ConfigError(
-                f"image size {size} is not divisible by the DiT patch size {patch!r}"
-            )
+        with refused_as_config_error():
+            module.check_guidance_scale(_get(cfg, "eval.guidance_scale"), name="eval.guidance_scale")
+    with refused_as_config_error("data.module"):
+        instantiate(cfg.data.module, _convert_="all")  # the constructor only: no data is read
+    with refused_as_config_error("callbacks"):
+        build_callbacks(cfg)
+    with refused_as_config_error("trainer"), _quiet_lightning():
+        instantiate(cfg.trainer, logger=False, callbacks=[])
 
 
 def validate_counts(cfg: DictConfig, *keys: str) -> None:

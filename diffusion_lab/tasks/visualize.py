@@ -9,7 +9,7 @@ Writes into the run directory:
     visualize_info.json
 
 The frames come from the same code and the same per-sample seeds as the training callback
-(``XtStrip`` with a ``TrajectoryAnimation``): the same ``seed`` gives every sampler the same x_T.
+(``XtStrips`` with a ``TrajectoryAnimation``): the same ``seed`` gives every sampler the same x_T.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from diffusion_lab.callbacks.guidance_sweep import describe_sampler
-from diffusion_lab.callbacks.xt_strip import XtStrip
+from diffusion_lab.evaluation import describe_sampler
 from diffusion_lab.tasks.build import (
     adopt_checkpoint_schedule,
     build_sampler,
@@ -29,20 +28,22 @@ from diffusion_lab.tasks.build import (
 )
 from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-from diffusion_lab.tasks.validate import validate_counts, validate_sampling
+from diffusion_lab.tasks.validate import validate_counts, validate_sample_config, validate_sampling
 from diffusion_lab.utils.animation import save_gif, save_html_player
 from diffusion_lab.utils.images import save_png
+from diffusion_lab.visualization.xt_strips import XtStrips
 
 
 def visualize(cfg: DictConfig) -> dict:
+    validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
     adopt_checkpoint_schedule(cfg, ckpt)  # sampler=ddpm: steps = the checkpoint's T
-    validate_sampling(cfg, module.schedule.num_steps)
+    validate_sampling(cfg, module.schedule, module)
     points = len(module.sample_shape) == 1
     validate_counts(cfg, "num_points" if points else "num_samples")
     module.sampler = build_sampler(cfg, module.schedule)
-    strip = XtStrip(num_samples=cfg.num_samples, num_points=cfg.num_points, seed=cfg.seed,
+    strip = XtStrips(num_samples=cfg.num_samples, num_points=cfg.num_points, seed=cfg.seed,
                     guidance_scale=cfg.guidance.scale, t_fractions=list(cfg.t_fractions),
                     animation=instantiate(cfg.animation, _convert_="all") if cfg.animation
                     else None)
@@ -78,7 +79,7 @@ def visualize(cfg: DictConfig) -> dict:
     return info
 
 
-def _animate(strip: XtStrip, module, s: dict, x0_real, run_dir: Path, title: str,
+def _animate(strip: XtStrips, module, s: dict, x0_real, run_dir: Path, title: str,
              caption: str) -> dict:
     """reverse.gif and reverse.html from the strips' recorded trajectory."""
     start = time.perf_counter()

@@ -33,6 +33,15 @@ def square_limits(*point_sets: np.ndarray, minimum: float = 3.0, margin: float =
     return -h, h
 
 
+def reference_limits(dm, n: int = 1000) -> tuple[float, float] | None:
+    """Axis limits of 2-D views from real data (``n`` training points of the datamodule
+    ``dm``), so that stray samples are drawn on the border rather than shrinking the data;
+    None without data."""
+    if dm is None or getattr(dm, "train_set", None) is None:
+        return None
+    return square_limits(dm.real_batch(min(n, len(dm.train_set)), split="train").numpy())
+
+
 def class_colours(labels: np.ndarray | None, n: int) -> np.ndarray:
     """(n, 3) RGB per point: class c gets CLASS_COLOURS[c mod 10]; no labels: the first colour."""
     if labels is None:

@@ -1,0 +1,120 @@
+"""Judging generated images with the project's classifier of the real, labelled data.
+
+* accuracy: the fraction of samples the classifier assigns to the class they were generated for;
+* FID: Fréchet distance between the classifier's penultimate features of the samples and of the
+  real training images; the real statistics are computed once per (dataset, resolution,
+  classifier weights) and cached (``metrics.cache.reference_stats_key`` with the features'
+  ``identity``), so every evaluation of every run on that data shares them;
+* class histogram: how often each class is predicted (mode coverage).
+
+Numbers are comparable only between evaluations that use the same classifier weights.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from diffusion_lab.metrics.cache import cached_reference_stats, reference_stats_key
+from diffusion_lab.metrics.classifier import class_histogram, classifier_accuracy, data_classifier
+from diffusion_lab.metrics.features import ClassifierFeatures
+from diffusion_lab.metrics.fid import FeatureStats, fid_from_stats, stats_from_images
+
+
+def why_not_judgeable(datamodule, module=None) -> str:
+    """Why samples of this data (and, if given, this model) cannot be judged by the data
+    classifier; "" when they can. Needs labelled image data; class-conditional accuracy
+    also needs a class-conditional ``module``."""
+    if module is not None and module.num_classes == 0:
+        return "the model is unconditional (class-conditional samples need class labels)"
+    if datamodule is None:
+        return "no datamodule attached to the trainer"
+    if datamodule.num_classes == 0:
+        return "the data has no labels, so there is no classifier to judge samples"
+    if len(datamodule.shape) != 3:
+        return f"the classifier needs image data, got samples shaped {tuple(datamodule.shape)}"
+    return ""
+
+
+class SampleJudge:
+    """Scores images (B, C, H, W) in [-1, 1] with a classifier of the real data ``real_x``.
+
+    The reference statistics are read from (or written to) ``cache_dir`` on first use of
+    :meth:`fid`, so a judge used only for accuracy or histograms never computes them."""
+
+    def __init__(self, classifier, real_x: Tensor, *, cache_dir: str | os.PathLike,
+                 dataset_name: str, num_classes: int, val=None):
+        self.classifier = classifier
+        self.features = ClassifierFeatures(classifier)
+        self.real_x = real_x
+        self.real_count = len(real_x)
+        self.num_classes = num_classes
+        self.cache_dir = cache_dir
+        self.key = reference_stats_key(dataset_name, real_x.shape[-1], self.features.identity)
+        self.val = val
+        self._real: FeatureStats | None = None
+
+    @classmethod
+    def for_data(cls, datamodule, cache_dir: str | os.PathLike, dataset_name: str) -> SampleJudge:
+        """The judge of a labelled image datamodule: its cached classifier (trained once per
+        dataset), FID against its training split, reliability on its validation split."""
+        reason = why_not_judgeable(datamodule)
+        if reason:
+            raise ValueError(f"cannot judge samples: {reason}")
+        return cls(data_classifier(datamodule, cache_dir, dataset_name),
+                   datamodule.train_set.x, cache_dir=cache_dir, dataset_name=dataset_name,
+                   num_classes=datamodule.num_classes, val=datamodule.val_set)
+
+    @property
+    def real_stats(self) -> FeatureStats:
+        """Feature mean and covariance of the real images (cached on disk)."""
+        if self._real is None:
+            self._real = cached_reference_stats(
+                self.cache_dir, self.key,
+                lambda: stats_from_images(self.features, self.real_x,
+                                          progress="reference statistics"))
+        return self._real
+
+    def accuracy(self, x: Tensor, labels: Tensor) -> float:
+        return classifier_accuracy(self.classifier, x, labels)
+
+    def fid(self, x: Tensor) -> float:
+        return fid_from_stats(stats_from_images(self.features, x), self.real_stats)
+
+    def histogram(self, x: Tensor) -> Tensor:
+        """Predicted-class counts (num_classes,) int64; sums to ``len(x)``."""
+        return class_histogram(self.classifier, x, self.num_classes)
+
+    def sweep(self, samples: dict[float, Tensor], labels: Tensor) -> dict[float, tuple]:
+        """{w: (accuracy, fid, x)} for samples {w: x} drawn with the same ``labels``."""
+        return {w: (self.accuracy(x, labels), self.fid(x), x) for w, x in samples.items()}
+
+    def reference(self) -> dict:
+        """The judge's own reliability (accuracy on held-out real images) and the FID floor of
+        held-out real images; {} without a validation split."""
+        if self.val is None:
+            return {}
+        return {
+            "classifier_val_accuracy": self.accuracy(self.val.x, self.val.y),
+            "classifier_val_count": len(self.val),
+            "fid_classifier_val_vs_train": self.fid(self.val.x),
+            "fid_val_count": len(self.val),
+        }
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, labels: Tensor, guidance_scale: float) -> dict:
+        """Accuracy and FID of class-conditional samples drawn at ``guidance_scale``, beside
+        the sample counts they were computed from."""
+        w = guidance_scale
+        acc, fid = self.accuracy(x, labels), self.fid(x)
+        return {
+            "eval_guidance_scale": w,
+            "sample_accuracy": acc,
+            f"sample_accuracy_w{w:g}": acc,
+            "sample_count": len(x),
+            "fid_classifier": fid,
+            f"fid_classifier_w{w:g}": fid,
+            "fid_real_count": self.real_count,
+        }
