@@ -79,7 +79,8 @@ def test_pickled_payload_is_refused_unrun(make_cfg, tmp_path):
                                     "diffusion_lab.backbones.unet.torch.load",
                                     "diffusion_lab.tasks.io.atomic_write_json",
                                     "diffusion_lab.data.download.download_url",
-                                    "diffusion_lab.data.cifar.download_url"])
+                                    "diffusion_lab.data.cifar.download_url",
+                                    "diffusion_lab.optimized_grid.save_grids"])
 def test_config_target_outside_the_allow_list_is_refused_unrun(make_cfg, tmp_path, target):
     marker = tmp_path / "ran"
     path = target_payload(make_cfg, tmp_path / "evil.ckpt", marker, target)

@@ -37,8 +37,12 @@ TRUSTED_PACKAGES = (
 # ... except these modules (network and archive helpers, not datasets).
 UNTRUSTED_MODULES = ("diffusion_lab.data.download",)
 TRUSTED_NAMES = frozenset(
-    f"torch.optim.{name}"
-    for name in ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
+    [f"torch.optim.{name}"
+     for name in ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
+                  "Adadelta")]
+    # the fitted-grid spacing reads <ckpt>.grids.json; the module's fitting and writing
+    # functions stay out
+    + ["diffusion_lab.optimized_grid.OptimizedSpacing"]
 )
 
 
