@@ -49,6 +49,9 @@ MODELS = {
                                num_res_blocks=1, attention_resolutions=(4,), num_heads=1, groups=8,
                                dropout=0.0, scale_shift_norm=False),
                   (1, 8, 8), 32),
+    # the 28x28 preset of experiment=mnist5k
+    "unet_mnist": (lambda: backbone_preset("unet_mnist", image_size=28, channels=1, num_classes=10),
+                   (1, 28, 28), 64),
     "unet_ddpm_cifar10": (lambda: backbone_preset("unet_ddpm_cifar10", image_size=32, channels=3),
                           (3, 32, 32), 8),
     # the paper's DiT-S/2 on 32x32x4 latents, predicting eps and a variance (8 channels)
