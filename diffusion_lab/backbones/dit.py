@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ClassEmbedding, SelfAttention, TimestepEmbedder
+from .layers import ClassEmbedding, SelfAttention, TimestepEmbedder, maybe_checkpointed
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -69,13 +69,16 @@ class DiT(nn.Module):
     ``C_out = out_channels or in_channels`` (the paper's models, which also predict a variance,
     have ``out_channels = 2 * in_channels``). ``num_classes > 0``: table of ``num_classes + 1``
     rows, last = null class (``cond=None``); label dropout belongs to the training loop.
+    ``checkpointing`` recomputes each block's activations in backward instead of storing them.
     Sizes of the paper's presets: ``conf/backbone/dit_*.yaml``. The positional table is a frozen ``nn.Parameter`` so parameter counts match the paper.
     """
 
     def __init__(self, image_size: int = 32, patch_size: int = 2, in_channels: int = 4,
                  out_channels: int | None = None, hidden_size: int = 1152, depth: int = 28,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000):
+                 num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000,
+                 checkpointing: bool = False):
         super().__init__()
+        self.checkpointing = bool(checkpointing)
         if patch_size <= 0 or image_size % patch_size:
             raise ValueError(f"DiT: image_size={image_size} must be divisible by "
                              f"patch_size={patch_size}")
@@ -130,5 +133,5 @@ class DiT(nn.Module):
         if self.class_embed is not None:
             c = c + self.class_embed(cond, x.shape[0], x.device)  # (B, D)
         for block in self.blocks:
-            h = block(h, c)  # (B, N, D)
+            h = maybe_checkpointed(block, h, c, enabled=self.checkpointing)  # (B, N, D)
         return self.unpatchify(self.final(h, c))  # (B, C_out, H, W)

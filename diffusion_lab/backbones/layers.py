@@ -11,10 +11,12 @@ embedded with the transformer sinusoids (Vaswani et al. 2017), as in DDPM
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -28,6 +30,15 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     if dim % 2:
         emb = F.pad(emb, (0, 1))  # (B, dim)
     return emb
+
+
+def maybe_checkpointed(block: Callable[..., Tensor], *args: Tensor, enabled: bool) -> Tensor:
+    """``block(*args)``; with ``enabled`` and autograd recording, as activation checkpointing
+    (Chen et al. 2016): the block's inner activations are not kept for backward but recomputed
+    during it (one more forward of the block, with the same RNG state, so dropout agrees)."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 class TimestepEmbedder(nn.Module):

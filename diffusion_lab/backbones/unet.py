@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import AttentionBlock2d, ClassEmbedding, TimestepEmbedder, resolve_heads
+from .layers import (
+    AttentionBlock2d,
+    ClassEmbedding,
+    TimestepEmbedder,
+    maybe_checkpointed,
+    resolve_heads,
+)
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -93,6 +99,8 @@ class UNet(nn.Module):
     ``num_classes > 0`` adds a class table of ``num_classes + 1`` rows (last = null class,
     used when ``cond is None``). ``head_channels > 0`` overrides ``num_heads``.
     ``resblock_updown`` resamples inside ResBlocks (ADM) instead of conv down/upsampling.
+    ``checkpointing`` recomputes each block's activations in backward instead of storing them
+    (less memory, about one more forward of time).
     """
 
     def __init__(self, image_size: int = 32, in_channels: int = 3, out_channels: int | None = None,
@@ -100,8 +108,9 @@ class UNet(nn.Module):
                  num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (16,),
                  num_heads: int = 1, head_channels: int = 0, dropout: float = 0.1,
                  num_classes: int = 0, scale_shift_norm: bool = True,
-                 resblock_updown: bool = False, groups: int = 32):
+                 resblock_updown: bool = False, groups: int = 32, checkpointing: bool = False):
         super().__init__()
+        self.checkpointing = bool(checkpointing)
         channel_mult = tuple(int(m) for m in channel_mult)
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
         self._check(image_size, base_channels, channel_mult, attention_resolutions, groups)
@@ -174,11 +183,13 @@ class UNet(nn.Module):
             emb = emb + self.class_embed(cond, x.shape[0], x.device)  # (B, 4*base)
         h = self.input_conv(x)  # (B, base, H, W)
         hs = [h]
+        ckpt = self.checkpointing
         for block in self.down:
-            h = block(h, emb)  # (B, ch, H/2^l, W/2^l)
+            h = maybe_checkpointed(block, h, emb, enabled=ckpt)  # (B, ch, H/2^l, W/2^l)
             hs.append(h)
-        h = self.middle(h, emb)  # (B, ch, H/2^L, W/2^L)
+        h = maybe_checkpointed(self.middle, h, emb, enabled=ckpt)  # (B, ch, H/2^L, W/2^L)
         for block in self.up:
-            h = block(torch.cat([h, hs.pop()], dim=1), emb)  # (B, ch, ., .)
+            h = maybe_checkpointed(block, torch.cat([h, hs.pop()], dim=1), emb,
+                                   enabled=ckpt)  # (B, ch, ., .)
         return self.out_conv(F.silu(self.out_norm(h)))  # (B, out_channels, H, W)
 

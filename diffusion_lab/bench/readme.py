@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+from diffusion_lab.bench.readme_performance import performance_sections
+from diffusion_lab.bench.readme_performance import table as _table
+
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
 
@@ -29,17 +32,9 @@ def machine_description(device: torch.device) -> str:
     return f"{what}; torch {torch.__version__}"
 
 
-def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
-    if not rows:
-        return []
-    out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        out.append("| " + " | ".join("" if r.get(k) is None else str(r.get(k)) for k, _ in cols) + " |")
-    return out + [""]
-
-
 def render(result: dict) -> str:
-    lines = [f"Measured by `python scripts/benchmark.py --options --readme` on: {result['machine']}.",
+    command = result.get("settings", {}).get("command", "python scripts/benchmark.py --options")
+    lines = [f"Measured by `{command}` on: {result['machine']}.",
              (f"Median of {result['settings']['repeats']} timed runs after "
              f"{result['settings']['warmup']} warm-up runs."), ""]
     if result.get("throughput"):
@@ -55,14 +50,16 @@ def render(result: dict) -> str:
         lines += _table(result["diffusers"], [
             ("model", "model"), ("precision", "precision"), ("batch", "batch"),
             ("params_ours", "params (ours)"), ("params_diffusers", "params (diffusers)"),
+            ("setting", "setting"), ("ours_config", "ours"), ("diffusers_config", "diffusers"),
             ("ours_img_per_s", "ours img/s"), ("diffusers_img_per_s", "diffusers img/s"),
-            ("ours_gflop_per_s", "ours GFLOP/s"), ("diffusers_gflop_per_s", "diffusers GFLOP/s"),
             ("ratio", "ratio")])
     if result.get("options"):
         lines += ["One option changed at a time (DDPM CIFAR-10 U-Net):", ""]
         lines += _table(result["options"], [
             ("option", "option"), ("train_img_per_s", "train img/s"),
-            ("sample_img_nfe_per_s", "sample img/s per NFE"), ("note", "note")])
+            ("forward_MiB", "forward MiB"), ("sample_img_nfe_per_s", "sample img/s per NFE"),
+            ("note", "note")])
+    lines += performance_sections(result)
     if result.get("samplers"):
         s = result["samplers"]
         lines += [("Sampler comparison (`python scripts/benchmark.py --samplers`): the best "

@@ -3,6 +3,7 @@ then the median of repeated runs, synchronising the device around each one."""
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import time
 from collections.abc import Callable
@@ -56,3 +57,24 @@ def native_bf16(device: torch.device) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def allocated_mib(device: torch.device) -> float | None:
+    """Memory in use now, MiB: CUDA's caching allocator on CUDA; on a CPU, glibc's
+    ``mallinfo2`` (bytes in use in all malloc arenas + mmap-ed blocks, which is where PyTorch's
+    CPU tensors live); None where neither is available."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    info = fn()
+    return (info.uordblks + info.hblkhd) / 2**20

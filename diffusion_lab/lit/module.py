@@ -25,6 +25,7 @@ from diffusion_lab.guidance import (
     drop_labels,
     guidance_scale_problem,
 )
+from diffusion_lab.lit.compile import CompileOptions
 from diffusion_lab.lit.ema import EMA
 from diffusion_lab.lit.nonfinite import NonFiniteGuard, grads_finite
 from diffusion_lab.objectives import DenoisingObjective
@@ -59,6 +60,9 @@ class DiffusionModule(L.LightningModule):
         guidance_scale: float = 1.0,
         clip_denoised: bool = True,
         max_consecutive_nonfinite: int = 20,
+        compile: bool = False,
+        compile_mode: str = "default",
+        compile_sampling_mode: str | None = None,
     ):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
@@ -82,6 +86,8 @@ class DiffusionModule(L.LightningModule):
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self._loss_finite = True  # all micro-batches of the current optimizer step
         self._skip_step = False
+        # torch.compile, in place at first use (lit/compile.py): state_dict keys unchanged
+        self.compile_options = CompileOptions(compile, compile_mode, compile_sampling_mode)
         # The resolved run config (plain dict), stored in checkpoints so a checkpoint
         # alone rebuilds its model for sampling; set by the task that builds the module.
         self.run_config: dict | None = None
@@ -101,6 +107,9 @@ class DiffusionModule(L.LightningModule):
         self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
 
     # ------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        self.compile_options.training(self.backbone)
+
     def _cond(self, y: torch.Tensor) -> torch.Tensor | None:
         return y if self.num_classes > 0 else None
 
@@ -165,6 +174,7 @@ class DiffusionModule(L.LightningModule):
     def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None):
         """D(x, sigma, cond) -> x0_hat for the (EMA) network, guided when conditional."""
         net = self.ema.model if use_ema else self.backbone
+        net = self.compile_options.sampling(net, self.device)
         denoiser = VPDenoiser(net, self.schedule, self.prediction)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         if self.guidance_rule is not None:  # interval / autoguidance (guidance_variants)
