@@ -98,6 +98,8 @@ def parse_args(argv=None):
                         "against NFE and sample count, FID time against sample count")
     p.add_argument("--resolutions", type=_numbers(int), default=[8, 28, 32, 64])
     p.add_argument("--scaling-batches", type=_numbers(int), default=[4, 16])
+    p.add_argument("--scaling-models", type=_numbers(str), default=["unet_small", "dit_s_2"],
+                   help="unet_small and/or DiT presets (dit_s_2, dit_tiny, ...)")
     p.add_argument("--nfes", type=_numbers(int), default=[5, 10, 20])
     p.add_argument("--sample-counts", type=_numbers(int), default=[100, 400])
     p.add_argument("--fid-counts", type=_numbers(int), default=[250, 1000, 4000])

@@ -18,7 +18,8 @@ def scaling_lines(s: dict) -> list[str]:
     lines = []
     if s.get("training"):
         lines += [("Training step against resolution and batch (unet_small's widths with attention "
-                   "at the lowest level, DiT-S/2; 1 channel at 8 and 28, 3 at 32 and 64; forward "
+                   "at the lowest level, and the DiT preset named, 10 classes; 1 channel at 8 and 28, 3 "
+                   "at 32 and 64; forward "
                    "MiB: memory allocated by the forward and held for backward):"), ""]
         lines += table(s["training"], [
             ("model", "model"), ("resolution", "resolution"), ("batch", "batch"),

@@ -15,7 +15,8 @@ from diffusion_lab.tasks.build import backbone_preset
 
 
 def scaled_model(kind: str, resolution: int, channels: int):
-    """The U-Net (unet_small's widths, attention at the lowest level) or DiT-S/2 at ``resolution``."""
+    """The U-Net (unet_small's widths, attention at the lowest level) or a DiT preset
+    (``dit_s_2``, ``dit_tiny``, ...) at ``resolution``."""
     if kind == "unet_small":
         return UNet(image_size=resolution, in_channels=channels, base_channels=32,
                     channel_mult=(1, 2), attention_resolutions=(resolution // 2,), num_heads=4,
@@ -23,9 +24,9 @@ def scaled_model(kind: str, resolution: int, channels: int):
     return backbone_preset(kind, image_size=resolution, channels=channels, num_classes=10)
 
 
-def training_scaling(args, device, kinds=("unet_small", "dit_s_2")) -> list[dict]:
+def training_scaling(args, device) -> list[dict]:
     rows = []
-    for kind in kinds:
+    for kind in args.scaling_models:
         for res in args.resolutions:
             channels = 1 if res in (8, 28) else 3
             for batch in args.scaling_batches:

@@ -34,10 +34,13 @@ def is_compiled(net: nn.Module) -> bool:
     return getattr(net, "_compiled_call_impl", None) is not None
 
 
-def compile_in_place(net: nn.Module, mode: str = "default") -> nn.Module:
-    """``net`` itself, its calls now compiled (once: a compiled module is left as it is)."""
+def compile_in_place(net: nn.Module, mode: str = "default", backend: str = "inductor") -> nn.Module:
+    """``net`` itself, its calls now compiled (once: a compiled module is left as it is).
+    ``mode`` applies to the inductor backend; others (``aot_eager``: graph capture and
+    autograd without code generation, for debugging) take none."""
     if not is_compiled(net):
-        net.compile(mode=check_compile_mode(mode))
+        kwargs = {"mode": check_compile_mode(mode)} if backend == "inductor" else {}
+        net.compile(backend=backend, **kwargs)
     return net
 
 
@@ -54,15 +57,27 @@ def sampling_mode(training_mode: str, sampling: str | None, device: torch.device
 class CompileOptions:
     """What ``module.compile*`` asks for; applies it to the training and sampling networks."""
 
-    def __init__(self, enabled: bool = False, mode: str = "default", sampling_mode: str | None = None):
+    def __init__(self, enabled: bool = False, mode: str = "default", sampling_mode: str | None = None,
+                 backend: str = "inductor"):
         self.enabled = bool(enabled)
         self.mode = check_compile_mode(mode) or "default"
         self.sampling_mode = check_compile_mode(sampling_mode, "compile_sampling_mode")
+        if backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ValueError(f"compile_backend must be one of "
+                             f"{', '.join(torch._dynamo.list_backends())}, got {backend!r}")
+        self.backend = backend
+
+    @classmethod
+    def from_config(cls, module_cfg) -> CompileOptions:
+        """From the ``module`` config group (keys absent in older checkpoints: off)."""
+        return cls(bool(module_cfg.get("compile", False)), module_cfg.get("compile_mode", "default"),
+                   module_cfg.get("compile_sampling_mode"), module_cfg.get("compile_backend", "inductor"))
 
     def training(self, net: nn.Module) -> nn.Module:
-        return compile_in_place(net, self.mode) if self.enabled else net
+        return compile_in_place(net, self.mode, self.backend) if self.enabled else net
 
     def sampling(self, net: nn.Module, device: torch.device) -> nn.Module:
         if not self.enabled:
             return net
-        return compile_in_place(net, sampling_mode(self.mode, self.sampling_mode, device))
+        return compile_in_place(net, sampling_mode(self.mode, self.sampling_mode, device),
+                                self.backend)

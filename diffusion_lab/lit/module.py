@@ -60,9 +60,7 @@ class DiffusionModule(L.LightningModule):
         guidance_scale: float = 1.0,
         clip_denoised: bool = True,
         max_consecutive_nonfinite: int = 20,
-        compile: bool = False,
-        compile_mode: str = "default",
-        compile_sampling_mode: str | None = None,
+        compile_options: CompileOptions | None = None,
     ):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
@@ -87,7 +85,7 @@ class DiffusionModule(L.LightningModule):
         self._loss_finite = True  # all micro-batches of the current optimizer step
         self._skip_step = False
         # torch.compile, in place at first use (lit/compile.py): state_dict keys unchanged
-        self.compile_options = CompileOptions(compile, compile_mode, compile_sampling_mode)
+        self.compile_options = compile_options or CompileOptions()
         # The resolved run config (plain dict), stored in checkpoints so a checkpoint
         # alone rebuilds its model for sampling; set by the task that builds the module.
         self.run_config: dict | None = None

@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from diffusion_lab.lit.compile import CompileOptions
 from diffusion_lab.lit.module import DiffusionModule
 from diffusion_lab.lit.nonfinite import first_nonfinite
 from diffusion_lab.tasks.errors import ConfigError
@@ -46,9 +47,7 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
         # images live in [-1, 1]; point data has no such bound
         clip_denoised=bool(cfg.module.get("clip_denoised", True)) and cfg.data.get("image_size") is not None,
         max_consecutive_nonfinite=int(cfg.module.get("max_consecutive_nonfinite", 20)),
-        compile=bool(cfg.module.get("compile", False)),
-        compile_mode=cfg.module.get("compile_mode", "default"),
-        compile_sampling_mode=cfg.module.get("compile_sampling_mode"),
+        compile_options=CompileOptions.from_config(cfg.module),
     )
     module.run_config = config_to_dict(cfg)
     return module

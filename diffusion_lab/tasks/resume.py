@@ -30,7 +30,9 @@ TRAINING_KEYS = ("seed", "schedule", "objective", "backbone", "data", "module", 
 # What an explicitly named checkpoint must share with this run: otherwise training continues
 # under another noise process or target, silently.
 PROCESS_KEYS = ("schedule", "objective")
-IGNORED = ("data.module.num_workers",)
+# how the same computation runs (compiled or not, activations stored or recomputed)
+IGNORED = ("data.module.num_workers", "module.compile", "module.compile_mode",
+           "module.compile_sampling_mode", "module.compile_backend", "backbone.checkpointing")
 
 
 def _leaves(node, where: str = ""):
