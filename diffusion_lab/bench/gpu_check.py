@@ -82,7 +82,7 @@ def default_run(device: torch.device, dry_run: bool, run_root: Path) -> str:
            "trainer.enable_progress_bar=false", "eval.enabled=false",
            f"paths.output_root={run_root}", "name=gpu_check"]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         return f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
