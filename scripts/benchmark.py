@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion_lab.bench.comparison import DIFFUSERS_PAIRS, options, throughput, versus_diffusers
 from diffusion_lab.bench.readme import machine_description, write_readme_section
+from diffusion_lab.bench.timing import native_bf16
 from diffusion_lab.bench.training_step import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +94,12 @@ def parse_args(argv=None):
                    help="time-to-quality budgets in seconds, comma-separated")
     p.add_argument("--samples-per-class", type=int, default=100,
                    help="time-to-quality samples per class at each budget")
+    p.add_argument("--profile", action="store_true",
+                   help="op-by-op self time of a training step, ours beside diffusers' "
+                        "(--options-model, fp32 and, where native, bf16 + channels_last)")
+    p.add_argument("--compile-models", nargs="*", default=["unet_ddpm_cifar10"],
+                   help="models whose best-of-each diffusers rows include torch.compile "
+                        "(with --compile; at bf16 where native, else fp32)")
     p.add_argument("--scaling", action="store_true",
                    help="training img/s and memory against batch and resolution, sampling time "
                         "against NFE and sample count, FID time against sample count")
@@ -138,6 +145,12 @@ def measure(args) -> dict:
     }
     if args.samplers:
         result["samplers"] = sampler_comparison(args)
+    if args.profile:
+        from diffusion_lab.bench.profile_step import profile_rows
+
+        result["profile"] = profile_rows(args.options_model, False, False, args.batch)
+        if native_bf16(device):
+            result["profile"] += profile_rows(args.options_model, True, True, args.batch)
     if args.scaling:
         from diffusion_lab.bench import scaling
 
@@ -167,6 +180,7 @@ def main(argv=None):
     print_table("throughput", result.get("throughput"))
     print_table("side by side with diffusers (training step)", result.get("diffusers"))
     print_table(f"options ({args.options_model})", result.get("options"))
+    print_table("profile: self ms per step by op", result.get("profile"))
     for name, rows in (result.get("scaling") or {}).items():
         print_table(f"scaling: {name}", rows)
     if result.get("time_to_quality"):

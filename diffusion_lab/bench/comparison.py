@@ -64,11 +64,11 @@ def _measure(make, call, shape, batch, device, args, bf16, layout) -> float:
             torch._dynamo.reset()  # no compiled code or guards leak into the next measurement
 
 
-def _side(make, call, shape, batch, device, args, bf16) -> dict:
+def _side(make, call, shape, batch, device, args, bf16, compile_too: bool) -> dict:
     """{layout: img/s} for every layout measured (compile only of the faster eager one)."""
     rates = {layout: _measure(make, call, shape, batch, device, args, bf16, layout)
              for layout in ("default", "channels_last")}
-    if args.compile:
+    if compile_too:
         eager = max(rates, key=rates.get)
         layout = "compiled" if eager == "default" else "compiled channels_last"
         rates[layout] = _measure(make, call, shape, batch, device, args, bf16, layout)
@@ -87,9 +87,13 @@ def versus_diffusers(args, device) -> list[dict]:
         with torch.device("meta"):
             p_ours = sum(p.numel() for p in make().parameters())
             p_theirs = sum(p.numel() for p in theirs_make().parameters())
-        for bf16 in ([False, True] if native_bf16(device) else [False]):
-            ours = _side(make, call_ours, shape, batch, device, args, bf16)
-            theirs = _side(theirs_make, theirs_call, shape, batch, device, args, bf16)
+        precisions = [False, True] if native_bf16(device) else [False]
+        for bf16 in precisions:
+            # compilation takes minutes on a CPU: at the fastest precision only
+            compile_too = (args.compile and name in getattr(args, "compile_models", [name])
+                           and bf16 == precisions[-1])
+            ours = _side(make, call_ours, shape, batch, device, args, bf16, compile_too)
+            theirs = _side(theirs_make, theirs_call, shape, batch, device, args, bf16, compile_too)
             common = {"model": name, "precision": _precision(bf16), "batch": batch,
                       "params_ours": p_ours, "params_diffusers": p_theirs, "param_matched": matched}
             a, b = ours["default"], theirs["default"]

@@ -75,6 +75,11 @@ def gpu_lines(g: dict) -> list[str]:
 
 def performance_sections(result: dict) -> list[str]:
     lines = []
+    if result.get("profile"):
+        lines += [("Where a training step spends its time (`--profile`: torch.profiler self "
+                   "time per op, ms per step, ours beside diffusers'):"), ""]
+        lines += table(result["profile"], [("setting", "setting"), ("op", "op"),
+                                           ("ours_ms", "ours ms"), ("diffusers_ms", "diffusers ms")])
     if result.get("scaling"):
         lines += scaling_lines(result["scaling"])
     if result.get("time_to_quality"):
