@@ -37,15 +37,30 @@ class EMA(nn.Module):
             return self.decay
         return min(self.decay, (1 + k) / (10 + k))
 
+    def decay_tensor(self) -> torch.Tensor:
+        """d_k as a 0-d float32 tensor computed where ``num_updates`` lives (no host read)."""
+        k = self.num_updates.to(torch.float32)
+        d = torch.full_like(k, self.decay)
+        return torch.minimum(d, (1 + k) / (10 + k)) if self.warmup else d
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """theta_ema <- d theta_ema + (1 - d) theta; buffers are copied."""
-        d = self.current_decay()
+        """theta_ema <- d theta_ema + (1 - d) theta (one ``_foreach_lerp_`` over all weights);
+        buffers are copied. The decay stays a device tensor, so the update never waits for the
+        device (a CUDA step is not synchronised with the host here)."""
         ema_params = list(self.model.parameters())
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
-        for b_ema, b in zip(self.model.buffers(), model.buffers()):
-            b_ema.copy_(b)
+        weight = 1.0 - self.decay_tensor()
+        dtypes = {p.dtype for p in ema_params}
+        if len(dtypes) == 1:
+            torch._foreach_lerp_(ema_params, params, weight.to(dtypes.pop()))
+        else:  # mixed precisions: one group per dtype
+            for dtype in dtypes:
+                group = [(e, p) for e, p in zip(ema_params, params) if e.dtype == dtype]
+                torch._foreach_lerp_([e for e, _ in group], [p for _, p in group], weight.to(dtype))
+        buffers = list(self.model.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(model.buffers()))
         self.num_updates += 1
 
     def forward(self, *args, **kwargs):
