@@ -31,14 +31,21 @@ def test_diffusers_side_by_side_runs_at_tiny_size():
     result = bench.main(["--models", "--diffusers", "unet_tiny", "--warmup", "0", "--repeats", "1",
                          "--batch", "2"])
     rows = result["diffusers"]
-    # fp32 always; a bf16-autocast row too where this machine runs bf16 natively
-    expected = ["fp32", "bf16-autocast"] if native_bf16(torch.device("cpu")) else ["fp32"]
-    assert [row["precision"] for row in rows] == expected
+    # fp32 always; bf16-autocast rows too where this machine runs bf16 natively; per precision
+    # the matched row (both in the default layout) and the best of each
+    precisions = ["fp32", "bf16-autocast"] if native_bf16(torch.device("cpu")) else ["fp32"]
+    assert [(r["precision"], r["setting"]) for r in rows] == [
+        (p, s) for p in precisions for s in ("matched (default layout)", "best of each")]
     for row in rows:
         assert row["params_ours"] == row["params_diffusers"] == 176_849 and row["param_matched"]
         assert row["ratio"] == pytest.approx(row["ours_img_per_s"] / row["diffusers_img_per_s"],
                                              rel=1e-2)
-        assert row["ours_gflop_per_s"] > 0 and row["diffusers_gflop_per_s"] > 0
+    for matched, best in zip(rows[::2], rows[1::2]):
+        assert matched["ours_config"] == matched["diffusers_config"] == "default"
+        # the best of each side is the fastest of the layouts it was measured in
+        assert best["ours_img_per_s"] == max(best["all_ours"].values()) >= matched["ours_img_per_s"]
+        assert best["diffusers_img_per_s"] == max(best["all_diffusers"].values())
+        assert set(best["all_ours"]) == set(best["all_diffusers"]) == {"default", "channels_last"}
 
 
 ROWS = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from diffusion_lab.bench.timing import native_bf16
+from diffusion_lab.bench.timing import native_bf16, significant
 from diffusion_lab.bench.training_step import (
     MODELS,
     call_ours,
@@ -99,12 +99,12 @@ def versus_diffusers(args, device) -> list[dict]:
             a, b = ours["default"], theirs["default"]
             rows.append({**common, "setting": "matched (default layout)", "ours_config": "default",
                          "diffusers_config": "default", "ours_img_per_s": a,
-                         "diffusers_img_per_s": b, "ratio": round(a / b, 3)})
+                         "diffusers_img_per_s": b, "ratio": significant(a / b)})
             a_cfg, b_cfg = max(ours, key=ours.get), max(theirs, key=theirs.get)
             rows.append({**common, "setting": "best of each", "ours_config": a_cfg,
                          "diffusers_config": b_cfg, "ours_img_per_s": ours[a_cfg],
                          "diffusers_img_per_s": theirs[b_cfg],
-                         "ratio": round(ours[a_cfg] / theirs[b_cfg], 3),
+                         "ratio": significant(ours[a_cfg] / theirs[b_cfg]),
                          "all_ours": ours, "all_diffusers": theirs})
     return rows
 
