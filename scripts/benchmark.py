@@ -3,19 +3,26 @@
 Sections (each a table; --json writes them all with a description of the machine):
   throughput  training images/s for a full optimizer step (forward, loss, backward, AdamW),
               sampling images/s per network evaluation (CFG as one batched forward), achieved
-              GFLOP/s, parameters and (CUDA) peak memory, per backbone preset.
+              GFLOP/s, parameters, memory held for backward, (CUDA) peak memory, per preset.
   diffusers   the same training step, same batch, same input and precision, for diffusion-lab's
               U-Net and diffusers' UNet2DModel in the DDPM CIFAR-10 configuration (35.7M
-              parameters each), and DiT-S/2 against DiTTransformer2DModel; the ratio of the two.
+              parameters each), and DiT-S/2 against DiTTransformer2DModel: the matched row
+              (both in the default layout) and the best of each (channels_last or not, and
+              with --compile torch.compile for --compile-models at the fastest precision).
               Needs the bench extra: pip install -e '.[bench]'.
   options     the DDPM CIFAR-10 U-Net with one option changed at a time: channels_last,
-              attention without scaled_dot_product_attention, bf16 autocast, torch.compile,
-              fused AdamW, and CFG as two forwards instead of one batched forward.
+              attention without scaled_dot_product_attention, activation checkpointing, bf16
+              autocast (+ channels_last), torch.compile, fused AdamW, CFG as two forwards.
+  profile     (--profile) op-by-op self time of a training step, ours beside diffusers'.
+  scaling     (--scaling) training img/s and memory against batch and resolution, sampling
+              time against NFE and sample count, FID time against sample count.
+  time to quality (--time-to-quality) FID and accuracy against training seconds, the default
+              digits run against a diffusers training loop of the same size.
   samplers    (--samplers) every diffusion-lab solver x spacing against every diffusers
               scheduler x option, best configuration per NFE budget (--budgets), on Gaussian data
               (exact W2) and a 2-D Gaussian mixture (sliced W2), linear and cosine schedules.
 Median of --repeats timed runs after --warmup untimed ones. --readme rewrites the Benchmarks
-section of README.md (between its markers) from the results (or from --from-json FILE).
+section of README.md (between its markers) from the results (or from --from-json FILE[,FILE]).
 """
 
 from __future__ import annotations
