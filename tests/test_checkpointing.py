@@ -53,3 +53,13 @@ def test_checkpointing_holds_less_memory_for_backward():
     # without: every block's activations (~10 MiB here); with: the block inputs only
     assert held[False] > 4
     assert held[True] < 0.5 * held[False]
+
+
+def test_checkpointing_must_be_a_flag(make_cfg):
+    from diffusion_lab.tasks.errors import ConfigError
+    from diffusion_lab.tasks.validate import validate_train_config
+
+    with pytest.raises(ConfigError, match="checkpointing must be true or false, got 'sometimes'"):
+        validate_train_config(make_cfg("backbone.checkpointing=sometimes"))
+    with pytest.raises(ValueError, match="checkpointing must be true or false"):
+        dit(checkpointing=1)

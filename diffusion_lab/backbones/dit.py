@@ -13,7 +13,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ClassEmbedding, SelfAttention, TimestepEmbedder, maybe_checkpointed
+from .layers import (
+    ClassEmbedding,
+    SelfAttention,
+    TimestepEmbedder,
+    check_flag,
+    maybe_checkpointed,
+)
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -78,7 +84,7 @@ class DiT(nn.Module):
                  num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000,
                  checkpointing: bool = False):
         super().__init__()
-        self.checkpointing = bool(checkpointing)
+        self.checkpointing = check_flag(checkpointing, "checkpointing")
         if patch_size <= 0 or image_size % patch_size:
             raise ValueError(f"DiT: image_size={image_size} must be divisible by "
                              f"patch_size={patch_size}")

@@ -32,6 +32,13 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     return emb
 
 
+def check_flag(value, name: str) -> bool:
+    """``value`` if it is a bool, else ValueError (a YAML ``yes``/``"maybe"`` is no flag)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def maybe_checkpointed(block: Callable[..., Tensor], *args: Tensor, enabled: bool) -> Tensor:
     """``block(*args)``; with ``enabled`` and autograd recording, as activation checkpointing
     (Chen et al. 2016): the block's inner activations are not kept for backward but recomputed

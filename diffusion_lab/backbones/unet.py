@@ -18,6 +18,7 @@ from .layers import (
     AttentionBlock2d,
     ClassEmbedding,
     TimestepEmbedder,
+    check_flag,
     maybe_checkpointed,
     resolve_heads,
 )
@@ -110,7 +111,7 @@ class UNet(nn.Module):
                  num_classes: int = 0, scale_shift_norm: bool = True,
                  resblock_updown: bool = False, groups: int = 32, checkpointing: bool = False):
         super().__init__()
-        self.checkpointing = bool(checkpointing)
+        self.checkpointing = check_flag(checkpointing, "checkpointing")
         channel_mult = tuple(int(m) for m in channel_mult)
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
         self._check(image_size, base_channels, channel_mult, attention_resolutions, groups)

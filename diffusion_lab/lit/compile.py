@@ -59,7 +59,9 @@ class CompileOptions:
 
     def __init__(self, enabled: bool = False, mode: str = "default", sampling_mode: str | None = None,
                  backend: str = "inductor"):
-        self.enabled = bool(enabled)
+        if not isinstance(enabled, bool):
+            raise ValueError(f"compile must be true or false, got {enabled!r}")
+        self.enabled = enabled
         self.mode = check_compile_mode(mode) or "default"
         self.sampling_mode = check_compile_mode(sampling_mode, "compile_sampling_mode")
         if backend not in torch._dynamo.list_backends(exclude_tags=()):
@@ -70,7 +72,7 @@ class CompileOptions:
     @classmethod
     def from_config(cls, module_cfg) -> CompileOptions:
         """From the ``module`` config group (keys absent in older checkpoints: off)."""
-        return cls(bool(module_cfg.get("compile", False)), module_cfg.get("compile_mode", "default"),
+        return cls(module_cfg.get("compile", False), module_cfg.get("compile_mode", "default"),
                    module_cfg.get("compile_sampling_mode"), module_cfg.get("compile_backend", "inductor"))
 
     def training(self, net: nn.Module) -> nn.Module:
