@@ -61,5 +61,5 @@ def test_checkpointing_must_be_a_flag(make_cfg):
 
     with pytest.raises(ConfigError, match="checkpointing must be true or false, got 'sometimes'"):
         validate_train_config(make_cfg("backbone.checkpointing=sometimes"))
-    with pytest.raises(ValueError, match="checkpointing must be true or false"):
+    with pytest.raises(TypeError, match="checkpointing must be true or false"):
         dit(checkpointing=1)

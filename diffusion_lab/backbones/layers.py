@@ -33,9 +33,9 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 def check_flag(value, name: str) -> bool:
-    """``value`` if it is a bool, else ValueError (a YAML ``yes``/``"maybe"`` is no flag)."""
+    """``value`` if it is a bool, else TypeError (a YAML ``yes``/``"maybe"`` is no flag)."""
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise TypeError(f"{name} must be true or false, got {value!r}")
     return value
 
 

@@ -60,7 +60,7 @@ class CompileOptions:
     def __init__(self, enabled: bool = False, mode: str = "default", sampling_mode: str | None = None,
                  backend: str = "inductor"):
         if not isinstance(enabled, bool):
-            raise ValueError(f"compile must be true or false, got {enabled!r}")
+            raise TypeError(f"compile must be true or false, got {enabled!r}")
         self.enabled = enabled
         self.mode = check_compile_mode(mode) or "default"
         self.sampling_mode = check_compile_mode(sampling_mode, "compile_sampling_mode")
