@@ -33,6 +33,7 @@ def test_seconds_to_reach_is_the_first_budget_at_or_below_the_target():
     assert seconds_to_reach(rows, 2.0) is None
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_scaling_tables_from_the_benchmark(tmp_path, shared_cache):
     bench = load_script("benchmark")
