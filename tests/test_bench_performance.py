@@ -83,7 +83,7 @@ def test_time_to_quality_trains_both_sides_and_judges_each_budget(shared_cache):
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_writes_json_the_readme_renders(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline",
+    env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
            "DIFFUSION_LAB_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run",
                            str(tmp_path / "gpu")], env=env, check=False, capture_output=True,

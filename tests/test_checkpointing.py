@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_resume import one_thread  # noqa: F401
 
 from diffusion_lab.backbones import DiT, UNet
 from diffusion_lab.bench.timing import allocated_mib
@@ -22,6 +23,7 @@ def dit(**kw):
                num_classes=10, **kw)
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("make", [unet, dit], ids=["unet", "dit"])
 def test_checkpointed_blocks_give_the_same_outputs_and_gradients(make):
     torch.manual_seed(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_resume import one_thread  # noqa: F401
 
 from diffusion_lab.lit.compile import CompileOptions, is_compiled, sampling_mode
 from diffusion_lab.tasks.build import build_module
@@ -44,6 +45,7 @@ def test_bad_compile_mode_is_one_line_before_any_work(make_cfg):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_compiled_run_checkpoints_load_into_plain_modules_and_back(make_cfg, tmp_path):
     cfg = make_cfg(*TINY, "module.compile=true", "module.compile_backend=aot_eager",
                    run_dir=tmp_path / "compiled")
