@@ -175,8 +175,13 @@ def measure(args) -> dict:
 def load_results(paths: str) -> dict:
     """One result, or several merged: later files add their sections (a GPU run's "gpu")."""
     merged: dict = {}
+    commands = []
     for path in paths.split(","):
-        merged.update({k: v for k, v in json.loads(Path(path).read_text()).items() if v})
+        part = json.loads(Path(path).read_text())
+        commands.append((part.get("settings") or {}).get("command"))
+        merged.update({k: v for k, v in part.items() if v})
+    if merged.get("settings") and len(commands) > 1:
+        merged["settings"]["command"] = "`, `".join(c for c in commands if c)
     return merged
 
 
