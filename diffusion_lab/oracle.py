@@ -150,3 +150,19 @@ def affine_output_law(
         out = run(2 + probe.calls, unit)
         var = var + ((out[2:] - out[0]) ** 2).sum(dim=0)
     return base, var.sqrt()
+
+
+def ode_prior_floor(oracle: GaussianOracle, sigma_max: float) -> float:
+    """W2 to the data law of the *exact* probability-flow ODE started from the VP prior
+    x ~ N(0, (1 + sigma_max^2) I) instead of the true marginal N(mu, s^2 + sigma_max^2):
+
+        x0 = mu + s / sqrt(s^2 + sigma_max^2) (x - mu)
+
+    the error a sampler that solves the ODE exactly keeps, because its start is the prior: the
+    level at which accurate deterministic samplers of a model trained up to sigma_max meet.
+    """
+    def exact(denoiser, x, sigmas, noise=None):
+        return oracle.flow(x, float(sigmas[0]), 0.0)
+
+    grid = torch.tensor([float(sigma_max), 0.0], dtype=torch.float64)
+    return oracle.w2(*affine_output_law(exact, oracle, grid, oracle.dim))

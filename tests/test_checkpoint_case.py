@@ -74,3 +74,22 @@ def test_comparison_scores_each_librarys_finalists_and_picks_the_lowest(case):
     # the judge's score of the winner is the closed-form W2 of its samples' moments
     assert w["diffusion-lab"]["method"] == "dpmpp_2m"
     assert table["score_samples"] == 400 and table["search_samples"] == 256
+
+
+def test_ode_prior_floor_is_the_exact_flow_of_the_vp_prior():
+    """Closed form: x0 = mu + s/sqrt(s^2+S^2) (x - mu), x ~ N(0, 1+S^2): mean mu (1 - s/r),
+    std s sqrt(1+S^2)/r with r = sqrt(s^2+S^2); it falls as sigma_max grows, and an accurate
+    ODE solve stopped just above 0 lands on it."""
+    from diffusion_lab.oracle import affine_output_law, gaussian_w2, ode_prior_floor
+
+    oracle = GaussianOracle.random(dim=16, seed=0)
+    mu, s = oracle.mean, oracle.std
+    for big in (50.0, 157.4):
+        r = (s**2 + big**2).sqrt()
+        expected = gaussian_w2(mu * (1 - s / r), s * math.sqrt(1 + big**2) / r, mu, s)
+        assert ode_prior_floor(oracle, big) == pytest.approx(expected, rel=1e-9)
+    assert ode_prior_floor(oracle, 157.4) < ode_prior_floor(oracle, 50.0)
+    grid = torch.cat([torch.logspace(math.log10(157.4), -6, 400, dtype=torch.float64),
+                      torch.zeros(1, dtype=torch.float64)])
+    solved = oracle.w2(*affine_output_law(dpmpp_2m, oracle, grid, 16))
+    assert solved == pytest.approx(ode_prior_floor(oracle, 157.4), rel=5e-3)
