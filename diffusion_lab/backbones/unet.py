@@ -93,6 +93,8 @@ class UNet(nn.Module):
     ``num_classes > 0`` adds a class table of ``num_classes + 1`` rows (last = null class,
     used when ``cond is None``). ``head_channels > 0`` overrides ``num_heads``.
     ``resblock_updown`` resamples inside ResBlocks (ADM) instead of conv down/upsampling.
+    ``zero_time_embedding`` multiplies the timestep embedding by 0 (an ablation: the network
+    cannot see t; the class embedding still enters).
     """
 
     def __init__(self, image_size: int = 32, in_channels: int = 3, out_channels: int | None = None,
@@ -100,7 +102,8 @@ class UNet(nn.Module):
                  num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (16,),
                  num_heads: int = 1, head_channels: int = 0, dropout: float = 0.1,
                  num_classes: int = 0, scale_shift_norm: bool = True,
-                 resblock_updown: bool = False, groups: int = 32):
+                 resblock_updown: bool = False, groups: int = 32,
+                 zero_time_embedding: bool = False):
         super().__init__()
         channel_mult = tuple(int(m) for m in channel_mult)
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
@@ -108,6 +111,7 @@ class UNet(nn.Module):
         self.image_size, self.in_channels = image_size, in_channels
         self.out_channels = out_channels or in_channels
         self.num_classes = num_classes
+        self.zero_time_embedding = bool(zero_time_embedding)
         emb_dim = 4 * base_channels
         self.time_embed = TimestepEmbedder(base_channels, emb_dim)
         self.class_embed = ClassEmbedding(num_classes, emb_dim) if num_classes > 0 else None
@@ -170,6 +174,8 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         emb = self.time_embed(t)  # (B, 4*base)
+        if self.zero_time_embedding:
+            emb = emb * 0.0  # the ablation: nothing of t reaches the blocks
         if self.class_embed is not None:
             emb = emb + self.class_embed(cond, x.shape[0], x.device)  # (B, 4*base)
         h = self.input_conv(x)  # (B, base, H, W)
