@@ -131,3 +131,38 @@ def test_feature_clusters_count_missing_modes():
     assert full["classes_in_clusters"] == 1.0
     collapsed = cluster_coverage(real, labels, one_mode, k=3)
     assert collapsed["clusters_covered"] == pytest.approx(1 / 3)
+
+
+def test_elbow_of_a_bent_curve_and_none_on_a_line():
+    from diffusion_lab.diagnostics.elbow import elbow
+
+    ws = [1.0, 3.0, 5.0, 7.0, 10.0]
+    flat_then_steep = [10.0, 10.5, 11.0, 20.0, 35.0]  # bends upward after w = 5
+    assert ws[elbow(ws, flat_then_steep)[0]] == 5.0
+    falls_then_rises = [30.0, 12.0, 14.0, 18.0, 25.0]  # best at w = 3
+    assert ws[elbow(ws, falls_then_rises)[0]] == 3.0
+    assert elbow(ws, [2 * w for w in ws])[1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="xs must increase"):
+        elbow([1.0, 1.0, 2.0], [0.0, 1.0, 2.0])
+
+
+def test_recipe_docs_copy_the_newest_report_and_list_the_rest(tmp_path):
+    import json
+
+    from diffusion_lab.reports.recipe_docs import write_docs
+    from diffusion_lab.tasks.build import CONF_DIR
+
+    for stamp, value in (("2026-01-01_00-00-00", "old"), ("2026-02-01_00-00-00", "new")):
+        run = tmp_path / "outputs" / "recipe_guidance" / stamp
+        run.mkdir(parents=True)
+        (run / "fid.png").write_bytes(b"png")
+        (run / "report.md").write_text(f"# Recipe 4\n\n- output folder: `{run}`\n\n{value} ![f](fid.png)\n")
+        (run / "report.json").write_text(json.dumps({"images": ["fid.png"]}))
+    pages = write_docs(CONF_DIR, tmp_path / "outputs", tmp_path / "docs")
+    page = pages["recipe_guidance"].read_text()
+    assert "new ![f](recipe_guidance/fid.png)" in page and "generated from run `2026-02-01" in page
+    assert (tmp_path / "docs" / "recipe_guidance" / "fid.png").read_bytes() == b"png"
+    assert pages["recipe_tiny_ddpm"] is None
+    index = (tmp_path / "docs" / "README.md").read_text()
+    assert "[Recipe 4](recipe_guidance.md)" in index
+    assert "run `python scripts/recipe.py experiment=recipe_tiny_ddpm`" in index

@@ -18,25 +18,14 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.diagnostics.time_embedding import (
     DEAD_THRESHOLD,
-    timestep_grid,
-    timestep_sensitivity,
+    health_on_data,
 )
 from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
 
 log = logging.getLogger(__name__)
-
-
-def probe_inputs(module, x0: torch.Tensor, seed: int) -> torch.Tensor:
-    """x0 noised to t = T/2 with noise fixed by ``seed`` (the fixed x of the measurement)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x0.shape, generator=g).to(x0.device, x0.dtype)
-    t = torch.full((x0.shape[0],), module.schedule.num_steps // 2, dtype=torch.long)
-    return module.schedule.q_sample(x0, t.to(x0.device), noise)
 
 
 class TimeEmbeddingHealth(PeriodicMetric):
@@ -55,9 +44,8 @@ class TimeEmbeddingHealth(PeriodicMetric):
         data = trainer.datamodule.val_set or trainer.datamodule.train_set
         x0 = data.x[: self.num_inputs].to(module.device)
         cond = data.y[: self.num_inputs].to(module.device) if module.num_classes > 0 else None
-        x = probe_inputs(module, x0, self.seed)
-        result = timestep_sensitivity(module.ema.model, x, timestep_grid(module.schedule.num_steps,
-                                      self.num_timesteps), cond, threshold=self.threshold)
+        result = health_on_data(module.ema.model, module.schedule, x0, cond, self.num_timesteps,
+                                self.threshold, self.seed)
         step = trainer.global_step
         dead = result["status"] == "dead"
         log_scalars(trainer, {"time_embedding/output_spread": result["output"],

@@ -80,3 +80,21 @@ def timestep_sensitivity(backbone: nn.Module, x: Tensor, timesteps: Tensor, cond
 def timestep_grid(num_steps: int, count: int = 8) -> Tensor:
     """``count`` timesteps evenly spread over [0, T-1] (float)."""
     return torch.linspace(0, num_steps - 1, count)
+
+
+def probe_inputs(schedule, x0: Tensor, seed: int) -> Tensor:
+    """The fixed x of the measurement: x0 noised to t = T/2, x = sqrt(ab) x0 + sqrt(1 - ab) z,
+    with z fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x0.shape, generator=g).to(x0.device, x0.dtype)
+    t = torch.full((x0.shape[0],), schedule.num_steps // 2, dtype=torch.long, device=x0.device)
+    return schedule.q_sample(x0, t, noise)
+
+
+def health_on_data(backbone: nn.Module, schedule, x0: Tensor, cond: Tensor | None = None,
+                   num_timesteps: int = 8, threshold: float = DEAD_THRESHOLD, seed: int = 0) -> dict:
+    """:func:`timestep_sensitivity` at the fixed inputs :func:`probe_inputs` makes from real
+    images ``x0``, over ``num_timesteps`` timesteps spread over the schedule."""
+    return timestep_sensitivity(backbone, probe_inputs(schedule, x0, seed),
+                                timestep_grid(schedule.num_steps, num_timesteps), cond,
+                                threshold=threshold)
