@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--outputs", type=Path, default=Path("outputs"))
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "recipes")
+    parser.add_argument("--docs", type=Path, default=Path("docs") / "recipes")
     args = parser.parse_args()
     for name, page in write_docs(ROOT / "conf", args.outputs, args.docs).items():
         print(f"{name}: {page if page else 'no finished run found'}")

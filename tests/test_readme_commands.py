@@ -49,6 +49,12 @@ TINY = {
     "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2"],
     "evaluate.py": ["samples_per_class=2", "sampler.steps=2"],
     "optimize_grid.py": ["--steps", "2", "--samples", "2", "--fine", "20", "--sweeps", "1"],
+    "recipe.py": ["trainer.max_steps=2", "trainer.val_check_interval=2", "logger=csv",
+                  "trainer.enable_progress_bar=false", "callbacks=minimal",
+                  "callbacks.checkpoint.every_n_train_steps=2", "callbacks.sample_grid=null",
+                  "eval.enabled=false", "schedule.num_steps=20", "sampler.steps=2",
+                  "data.module.batch_size=8", "module.warmup_steps=0", "backbone.base_channels=8",
+                  "backbone.groups=4", "recipe.run.strip_samples=2", "recipe.run.strip_columns=3"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }

@@ -19,16 +19,16 @@ def run(ctx, sampler, strip_samples: int = 10, strip_columns: int = 11) -> None:
     if png:
         r.image(png, "training loss (mean per bin of steps)")
         r.number("final_loss", final["train/loss"])
-    strips = {"t = T, T/2, 0": (1.0, 0.5, 0.0),
-              "full strip": tuple(1 - i / (strip_columns - 1) for i in range(strip_columns))}
+    strips = {"t = T, T/2, 0": ("strip_3", (1.0, 0.5, 0.0)),
+              "full strip": ("strip_full",
+                             tuple(1 - i / (strip_columns - 1) for i in range(strip_columns)))}
     real = XtStrips(num_samples=strip_samples).real_batch(dm, strip_samples)
     r.section("Samples along the reverse process",
               f"Sampler: {describe_sampler(sampler)}; row i is class i mod 10 (w = 1), "
               "the same seeds in both figures.")
-    for label, fractions in strips.items():
+    for label, (stem, fractions) in strips.items():
         _, images = XtStrips(num_samples=strip_samples, t_fractions=fractions,
                              guidance_scale=1.0).figures(module, real, "end of training")
-        stem = "strip_3" if len(fractions) == 3 else "strip_full"
         for kind in ("reverse_xt", "reverse_x0_hat"):
             image, caption = images[kind]
             r.image(save_png(image, ctx.out_dir / f"{stem}_{kind}.png"), f"{label}: {caption}")
