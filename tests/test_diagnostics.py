@@ -166,3 +166,30 @@ def test_recipe_docs_copy_the_newest_report_and_list_the_rest(tmp_path):
     index = (tmp_path / "docs" / "README.md").read_text()
     assert "[Recipe 4](recipe_guidance.md)" in index
     assert "run `python scripts/recipe.py experiment=recipe_tiny_ddpm`" in index
+
+
+def test_a_duplicated_data_checkpoint_opens():
+    """The duplicated-data option is one of the project's own targets (checkpoints store it)."""
+    from diffusion_lab.tasks.trusted_targets import is_trusted_target
+
+    assert is_trusted_target("diffusion_lab.data.duplicates.with_duplicates")
+
+
+def test_evaluate_reports_memorisation_and_cluster_coverage(make_cfg, tmp_path, monkeypatch,
+                                                            shared_cache):
+    from diffusion_lab.tasks.evaluate import evaluate_checkpoint
+
+    monkeypatch.setenv("DIFFUSION_LAB_CACHE", str(shared_cache))
+    path = write_checkpoint(make_cfg, tmp_path / "model.ckpt")
+    run_dir = tmp_path / "eval"
+    run_dir.mkdir()
+    cfg = make_cfg(f"ckpt={path}", "samples_per_class=1", "sampler.steps=2",
+                   "inspect.num_samples=12", "inspect.clusters=4", f"paths.cache_dir={shared_cache}",
+                   config_name="evaluate", run_dir=run_dir)
+    result = evaluate_checkpoint(cfg)
+    assert result["memorization_samples"] == 12 and result["clusters_k"] == 4
+    assert 0.0 <= result["copy_share_pixel"] <= 1.0 and 0.0 < result["clusters_covered"] <= 1.0
+    assert (run_dir / "memorization_pairs.png").is_file()
+    with pytest.raises(ConfigError, match="inspect.clusters must be >= 1, got 0"):
+        evaluate_checkpoint(make_cfg(f"ckpt={path}", "inspect.clusters=0", config_name="evaluate",
+                                     run_dir=run_dir))
