@@ -190,6 +190,7 @@ def test_evaluate_reports_memorisation_and_cluster_coverage(make_cfg, tmp_path, 
     assert result["memorization_samples"] == 12 and result["clusters_k"] == 4
     assert 0.0 <= result["copy_share_pixel"] <= 1.0 and 0.0 < result["clusters_covered"] <= 1.0
     assert (run_dir / "memorization_pairs.png").is_file()
+    assert result["time_embedding_status"] == "silent"  # untrained: zero-initialised output layer
     with pytest.raises(ConfigError, match="inspect.clusters must be >= 1, got 0"):
         evaluate_checkpoint(make_cfg(f"ckpt={path}", "inspect.clusters=0", config_name="evaluate",
                                      run_dir=run_dir))

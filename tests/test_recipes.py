@@ -25,7 +25,9 @@ TINY = [
 RECIPES = {
     "recipe_tiny_ddpm": (["recipe.run.strip_samples=3", "recipe.run.strip_columns=4"],
                          ["## Training", "## Samples along the reverse process", "## Evaluation"]),
-    "recipe_schedules": (["recipe.run.grid_per_class=2"], ["## Sample grids", "## Quality"]),
+    # the linear schedule's betas scale with 1000/T: T = 20 would end at beta = 1
+    "recipe_schedules": (["recipe.run.grid_per_class=2", "schedule.num_steps=100"],
+                         ["## Sample grids", "## Quality"]),
     "recipe_ddim_vs_ddpm": (["recipe.run.samples_per_class=2",
                              "recipe.run.samplers.ddim_20.steps=5",
                              "recipe.run.samplers.ddim_50.steps=10"],

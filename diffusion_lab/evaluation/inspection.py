@@ -17,6 +17,7 @@ from torch import Tensor
 
 from diffusion_lab.diagnostics.feature_clusters import cluster_coverage
 from diffusion_lab.diagnostics.memorization import COPY_RATIO, memorization_report, pair_images
+from diffusion_lab.diagnostics.time_embedding import health_on_data
 from diffusion_lab.utils.images import save_grid
 
 
@@ -59,6 +60,16 @@ def feature_coverage(judge, samples: Tensor, train_x: Tensor, train_y: Tensor | 
     return out
 
 
+def embedding_health(module, datamodule, seed: int = 0, num_inputs: int = 16) -> dict:
+    """Timestep-embedding health of the EMA network on fixed noisy real images."""
+    data = datamodule.val_set or datamodule.train_set
+    x0 = data.x[:num_inputs].to(module.device)
+    cond = data.y[:num_inputs].to(module.device) if module.num_classes > 0 else None
+    result = health_on_data(module.ema.model, module.schedule, x0, cond, seed=seed)
+    return {"time_embedding_status": result["status"],
+            "time_embedding_output_spread": result["output"]}
+
+
 def inspect_unconditional(module, datamodule, *, num_samples: int, clusters: int, seed: int,
                           cache_dir, dataset_name: str, out_dir: Path | None = None) -> dict:
     """Memorisation and cluster coverage of ``num_samples`` unconditional samples (w = 0 with
@@ -71,9 +82,10 @@ def inspect_unconditional(module, datamodule, *, num_samples: int, clusters: int
         module.guidance_problem(0.0) if module.num_classes > 0 else "")
     if reason:
         return {"inspection_skipped": reason}
+    health = embedding_health(module, datamodule, seed)
     x = generate_samples(module, None, num_samples, seed=seed, guidance_scale=None,
                          distributed=False, progress="inspection samples (unconditional)")
     judge = SampleJudge.for_data(datamodule, cache_dir, dataset_name)
     train = datamodule.train_set
-    return {**memorization(judge, x, train.x, out_dir),
+    return {**health, **memorization(judge, x, train.x, out_dir),
             **feature_coverage(judge, x, train.x, train.y, k=clusters, seed=seed)}

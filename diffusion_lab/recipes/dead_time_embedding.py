@@ -9,14 +9,6 @@ from diffusion_lab.diagnostics.time_embedding import health_on_data
 from diffusion_lab.evaluation import generate_samples, grid_labels
 
 
-def health(module, dm, num_inputs: int = 16, num_timesteps: int = 8) -> dict:
-    """The health check of the EMA network on fixed noisy validation images."""
-    data = dm.val_set or dm.train_set
-    x0 = data.x[:num_inputs]
-    cond = data.y[:num_inputs] if module.num_classes > 0 else None
-    return health_on_data(module.ema.model, module.schedule, x0, cond, num_timesteps)
-
-
 def run(ctx, grid_per_class: int = 8, seed: int = 0) -> None:
     r = ctx.report
     variants = {"healthy": {}, "dead": {"backbone.zero_time_embedding": True}}
@@ -29,7 +21,9 @@ def run(ctx, grid_per_class: int = 8, seed: int = 0) -> None:
         x = generate_samples(module, labels, len(labels), seed=seed, guidance_scale=1.0,
                              distributed=False, progress=f"grid ({name})")
         grids.append((name, ctx.grid(x, f"samples_{name}.png", nrow=grid_per_class)))
-        checks[name] = health(module, trained["datamodule"])
+        data = trained["datamodule"].val_set or trained["datamodule"].train_set
+        checks[name] = health_on_data(module.ema.model, module.schedule, data.x[:16],
+                                      data.y[:16] if module.num_classes > 0 else None)
         rows.append([name, checks[name]["status"], checks[name]["output"],
                      m.get("sample_accuracy", "n/a"), m.get("fid_classifier", "n/a"),
                      m.get("sample_count", 0)])
