@@ -68,6 +68,7 @@ class RecipeContext:
         last = max((h[-1][0] for h in histories.values() if h), default=0)
         if last == 0:
             return None, {}
+        bins = max(1, min(bins, min(len(h) for h in histories.values() if h)))
         edges = torch.linspace(0, last + 1, bins + 1)
         xs, series, final = [], {}, {}
         for label, h in histories.items():
