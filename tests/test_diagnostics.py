@@ -47,6 +47,23 @@ def test_time_embedding_dead_when_zeroed_and_healthy_otherwise():
     assert all(v > 1e-3 for v in healthy["layers"].values())
 
 
+@pytest.mark.parametrize("zero", [True, False])
+def test_every_backbone_can_zero_its_time_embedding(zero):
+    from diffusion_lab.backbones import MLP, DiT
+
+    torch.manual_seed(0)
+    nets = [DiT(image_size=8, patch_size=4, in_channels=1, hidden_size=16, depth=1, num_heads=2,
+                num_classes=0, zero_time_embedding=zero),
+            MLP(dim=2, hidden=16, depth=2, zero_time_embedding=zero)]
+    for net, x in zip(nets, (torch.randn(3, 1, 8, 8), torch.randn(3, 2))):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0, 0.2)
+        result = timestep_sensitivity(net, x, timestep_grid(1000, 4))
+        assert result["status"] == ("dead" if zero else "healthy"), type(net).__name__
+        assert result["layers"]  # DiT blocks (adaLN) and MLP blocks (emb_proj) are measured
+
+
 def test_time_embedding_of_an_untrained_zero_initialised_net_is_silent_not_dead():
     net = UNet(image_size=8, in_channels=1, base_channels=8, channel_mult=(1,), num_res_blocks=1,
                attention_resolutions=(), groups=4)
