@@ -104,7 +104,7 @@ def test_velocity_loss_of_the_exact_network_is_its_closed_form(path, oracle):
 
 
 def test_timestep_draws():
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    g = lambda: torch.Generator().manual_seed(0)
     path, vp = LinearFlowPath(num_steps=1000), cosine_schedule()
     t = LogitNormalTimesteps(loc=0.5, scale=0.8)(100_000, path, generator=g())
     u = t / 999
