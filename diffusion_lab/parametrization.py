@@ -157,7 +157,7 @@ class FlowVelocityPrediction:
     carried to u, since x0 error = sigma u error and sigma = t = 1 / (1 + sqrt(snr))).
     """
 
-    name = "flow_velocity"
+    name = "flow"
     supports_zero_snr = True
     requires_path = "linear"
 
