@@ -49,6 +49,7 @@ TINY = {
     "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2"],
     "evaluate.py": ["samples_per_class=2", "sampler.steps=2"],
     "optimize_grid.py": ["--steps", "2", "--samples", "2", "--fine", "20", "--sweeps", "1"],
+    "few_step_report.py": ["--samples-per-class", "2"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }
@@ -129,8 +130,9 @@ class Runner:
         if arg in ("ckpt=...", "guidance.guide_ckpt=..."):
             key = arg.split("=", 1)[0]
             return f"{key}=" + str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
-        if "<run>" in arg and arg.startswith("ckpt="):  # that experiment's newest run
-            return "ckpt=" + str(self.newest(arg[len("ckpt="):].replace("<run>", "*")))
+        if "<run>" in arg and re.match(r"[\w.]+=", arg):  # ckpt=, distill.teacher_ckpt=, ...
+            key, value = arg.split("=", 1)  # that experiment's newest run
+            return f"{key}=" + str(self.newest(value.replace("<run>", "*")))
         if "<run>" in arg and arg.endswith(".ckpt"):  # a positional checkpoint (optimize_grid.py)
             return str(self.newest(arg.replace("<run>", "*")))
         if "<date>_<time>" in arg:
