@@ -54,6 +54,8 @@ SPACINGS = {
 _LOF = [{"lower_order_final": False}, {"lower_order_final": True}]
 #: solvers also offered the grid fitted to the case's model (diffusion_lab.optimized_grid)
 FITTED = ("dpmpp_2m", "dpmpp_3m", "unipc (bh2) 2", "unipc (bh2) 3")
+#: solves each fit may spend (Nelder-Mead then Powell, diffusion_lab.optimized_grid)
+FIT_EVALS = 1500
 
 
 def our_rows() -> dict[str, tuple[Callable, list[dict]]]:
@@ -84,15 +86,17 @@ class Case:
         else:
             raise ValueError(f"unknown case {name!r}: gaussian or mixture")
 
-    def fitted_grid(self, solver: Callable, steps: int) -> torch.Tensor:
+    def fitted_grid(self, solver: Callable, steps: int, method: str = "") -> torch.Tensor:
         """The grid :func:`fit_grid` fits for ``solver`` on this case's model: a fine solve of
-        the model itself from 256 other noise draws (seed + 100) is the target, never data."""
-        key = (repr(solver), steps)
+        the model itself from 256 other noise draws (seed + 100) is the target, never data.
+        Fitted once per method and step count (its end options reuse the grid)."""
+        key = (method or repr(solver), steps)
         if key not in self._fitted:
             g = torch.Generator().manual_seed(self.seed + 100)
             z = torch.randn(256, self.oracle.dim, generator=g, dtype=torch.float64)
             self._fitted[key] = fit_grid(self.oracle, solver, LogSNRSpacing()(self.schedule, steps),
-                                         z, fine=LogSNRSpacing()(self.schedule, 400))[0]
+                                         z, fine=LogSNRSpacing()(self.schedule, 400),
+                                         max_evals=FIT_EVALS)[0]
         return self._fitted[key]
 
     def ours(self, solver: Callable, sigmas: torch.Tensor) -> float:
@@ -113,18 +117,31 @@ class Case:
         return sliced_w2(out, self.data)
 
 
-def best_ours(case: Case, budgets, names=None, keep=2, depth=2) -> list[dict[int, Result]]:
+def our_configuration(case, name: str, cfg: dict, steps: int) -> tuple[Callable, torch.Tensor]:
+    """(solver with its keyword options, sigma grid) of our method ``name`` in configuration
+    ``cfg`` (``spacing`` plus the solver's options) at ``steps`` steps, on ``case``."""
+    solver = our_rows()[name][0]
+    kw = {k: v for k, v in cfg.items() if k != "spacing"}
+    fn = functools.partial(solver, **kw) if kw else solver
+    if cfg["spacing"] == "optimized":
+        return fn, case.fitted_grid(fn, steps, name)
+    return fn, SPACINGS[cfg["spacing"]](case.schedule, steps)
+
+
+def their_scheduler(case, name: str, cfg: dict):
+    """diffusers' scheduler of row ``name`` in configuration ``cfg``, on ``case``'s schedule."""
+    row = next(r for r in diffusers_rows() if r.name == name)
+    return dfs.build(row, cfg, case.schedule)
+
+
+def best_ours(case, budgets, names=None, keep=2, depth=2) -> list[dict[int, Result]]:
     out = []
     for name, (solver, end) in our_rows().items():
         if names is not None and name not in names:
             continue
 
-        def evaluate(cfg, steps, solver=solver):
-            kw = {k: v for k, v in cfg.items() if k != "spacing"}
-            fn = functools.partial(solver, **kw) if kw else solver
-            if cfg["spacing"] == "optimized":
-                return case.ours(fn, case.fitted_grid(fn, steps))
-            return case.ours(fn, SPACINGS[cfg["spacing"]](case.schedule, steps))
+        def evaluate(cfg, steps, name=name):
+            return case.ours(*our_configuration(case, name, cfg, steps))
 
         grid = [{"spacing": s} for s in SPACINGS]
         if name in FITTED:
