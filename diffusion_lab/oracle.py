@@ -85,15 +85,16 @@ class GaussianOracle:
     def backbone(self, schedule: NoiseSchedule, prediction: object) -> Callable:
         """A fake VP backbone (x_vp, t, cond) -> eps / x0 / v target of ``prediction``, exact.
 
-        sigma = schedule.t_to_sigma(t), alpha = 1/sqrt(1 + sigma^2), sigma_vp = sigma alpha,
+        sigma = schedule.t_to_sigma(t), (alpha, sigma_vp) = schedule.sigma_space_coefficients(sigma)
+        (VP: 1/sqrt(1 + sigma^2), sigma alpha; linear flow path: 1 - t, t),
         x0 = D*(x_vp / alpha; sigma), eps = (x_vp - alpha x0)/sigma_vp,
         out = prediction.target(x0, eps, alpha, sigma_vp).
         """
 
         def fake_backbone(x_vp: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
             sigma = schedule.t_to_sigma(t.double()).to(x_vp.device)
-            alpha = append_dims(torch.rsqrt(1.0 + sigma**2), x_vp.ndim)
-            sigma_vp = append_dims(sigma, x_vp.ndim) * alpha
+            alpha, sigma_vp = schedule.sigma_space_coefficients(sigma)
+            alpha, sigma_vp = append_dims(alpha, x_vp.ndim), append_dims(sigma_vp, x_vp.ndim)
             x0 = self.denoise(x_vp.double() / alpha, sigma)
             eps = (x_vp.double() - alpha * x0) / sigma_vp
             return prediction.target(x0, eps, alpha, sigma_vp).to(x_vp.dtype)

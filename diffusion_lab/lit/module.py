@@ -60,6 +60,7 @@ class DiffusionModule(L.LightningModule):
         guidance_scale: float = 1.0,
         clip_denoised: bool = True,
         max_consecutive_nonfinite: int = 20,
+        timesteps=None,
     ):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
@@ -70,7 +71,7 @@ class DiffusionModule(L.LightningModule):
         self.ema = EMA(backbone, decay=ema_decay, warmup=ema_warmup)
         self.schedule = schedule
         self.prediction = prediction
-        self.objective = DenoisingObjective(schedule, prediction, weighting)
+        self.objective = DenoisingObjective(schedule, prediction, weighting, timesteps)
         self.sampler = sampler
         self.optimizer_factory = optimizer
         self.warmup_steps = warmup_steps
