@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns the final metrics."""
+    if cfg.get("distill"):  # stage=distill: the teacher's model and data, from its checkpoint
+        from diffusion_lab.distill.build import adopt_teacher_config
+
+        adopt_teacher_config(cfg)
     validate_train_config(cfg)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
