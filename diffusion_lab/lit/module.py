@@ -85,12 +85,21 @@ class DiffusionModule(L.LightningModule):
         # The resolved run config (plain dict), stored in checkpoints so a checkpoint
         # alone rebuilds its model for sampling; set by the task that builds the module.
         self.run_config: dict | None = None
+        # latent models: the autoencoder and scale samples are decoded with (latent/codec.py)
+        self.codec = None
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """What a sample shows: x itself for pixel models, the decoded image for latent ones.
+        Every grid, strip and metric calls it (through ``sample``) before looking at samples."""
+        return x if self.codec is None else self.codec.decode(x)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
             checkpoint["diffusion_lab_config"] = self.run_config
         checkpoint["diffusion_lab_model"] = self.model_facts()
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
+        if self.codec is not None:
+            checkpoint["diffusion_lab_latent"] = self.codec.facts()
         # The W&B run id, so a resumed run continues this one. (After a ddp_spawn run the
         # main process saves with the module detached from its trainer.)
         for logger in self._trainer.loggers if self._trainer is not None else []:
@@ -192,8 +201,10 @@ class DiffusionModule(L.LightningModule):
         use_ema: bool = True,
         callback=None,
         shape: tuple[int, ...] | None = None,
+        decode: bool = True,
     ) -> torch.Tensor:
-        """Draw samples; sample i uses noise from (seed, indices[i]) whatever the batch."""
+        """Draw samples; sample i uses noise from (seed, indices[i]) whatever the batch.
+        ``decode``: images (``self.decode``) rather than the latents a latent model samples."""
         if labels is not None:
             labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
             num_samples = labels.shape[0]
@@ -208,7 +219,7 @@ class DiffusionModule(L.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            return spec.sample(
+            x = spec.sample(
                 self.denoiser(use_ema=use_ema, guidance_scale=guidance_scale),
                 self.schedule,
                 (num_samples, *shape),
@@ -218,6 +229,7 @@ class DiffusionModule(L.LightningModule):
                 callback=callback,
                 device=self.device,
             )
+            return self.decode(x) if decode else x
         finally:
             self.train(was_training)
 
