@@ -10,6 +10,7 @@ that a patch-2 DiT and a two-level U-Net both take).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -68,13 +69,13 @@ class KLAutoencoder(nn.Module):
         side = max(image_size, int(pad_to or 0))
         self.padded_size = math.ceil(side / self.factor) * self.factor
         enc = [nn.Conv2d(in_channels, channels[0], 3, padding=1), ResBlock(channels[0], channels[0])]
-        for cin, cout in zip(channels[:-1], channels[1:]):
+        for cin, cout in itertools.pairwise(channels):
             enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), ResBlock(cout, cout)]
         enc += [nn.GroupNorm(min(8, channels[-1]), channels[-1]), nn.SiLU(),
                 nn.Conv2d(channels[-1], 2 * latent_channels, 3, padding=1)]
         self.encoder = nn.Sequential(*enc)
         dec = [nn.Conv2d(latent_channels, channels[-1], 3, padding=1), ResBlock(channels[-1], channels[-1])]
-        for cin, cout in zip(channels[::-1][:-1], channels[::-1][1:]):
+        for cin, cout in itertools.pairwise(channels[::-1]):
             dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1),
                     ResBlock(cout, cout)]
         dec += [nn.GroupNorm(min(8, channels[0]), channels[0]), nn.SiLU(),
