@@ -188,7 +188,7 @@ def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint",
 
         module.codec = codec_from_facts(ckpt["diffusion_lab_latent"], path, autoencoder, latent_scale)
     elif autoencoder is not None or latent_scale is not None:
-        raise ConfigError(f"{path} is a pixel-space model: autoencoder/latent_scale do not apply")
+        raise ConfigError(f"{path} is a pixel-space model: autoencoder_path and latent_scale do not apply")
     return module.to(map_location).eval() if isinstance(map_location, (str, torch.device)) else module
 
 

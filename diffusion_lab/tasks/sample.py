@@ -27,7 +27,7 @@ from diffusion_lab.utils.plots2d import reference_limits
 def sample(cfg: DictConfig) -> dict:
     validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
-    module = module_from_checkpoint(ckpt, path=cfg.ckpt, autoencoder=cfg.get("autoencoder"),
+    module = module_from_checkpoint(ckpt, path=cfg.ckpt, autoencoder=cfg.get("autoencoder_path"),
                                     latent_scale=cfg.get("latent_scale")).to(cfg.device)
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)
