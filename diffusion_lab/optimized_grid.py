@@ -6,9 +6,12 @@ solve lands where a fine solve of the *same model* from the same x_T lands:
 
     min over log sigma_1 > ... > log sigma_{n-2}  of  mean |solve(D, x_T, grid) - solve(D, x_T, fine)|^2
 
-with sigma_0 = sigma_max and sigma_{n-1} = sigma_min fixed (the model's range), by coordinate
-descent in log sigma (each level tried at fractions of the gap to its neighbours, shrinking the
-fractions each sweep). Only the model is used, never data, so it applies to any checkpoint;
+with sigma_0 = sigma_max and sigma_{n-1} = sigma_min fixed (the model's range). Two searches:
+``simplex`` (default): Nelder-Mead over the sorted interior log sigmas, then Powell's method from
+where it stopped, both derivative-free, so any solver and any network fits; ``coordinate``: each
+level tried at fractions of the gap to its neighbours, the fractions shrinking each sweep (fewer
+solves, but it stops in local optima at few steps). ``max_evals`` bounds the solves either way.
+Only the model is used, never data, so it applies to any checkpoint;
 ``scripts/optimize_grid.py`` fits a checkpoint and saves ``<ckpt stem>.grids.json`` beside it, which
 ``sampler/spacing=optimized`` (:class:`OptimizedSpacing`) reads.
 """
@@ -42,42 +45,87 @@ def fit_grid(
     cond: Tensor | None = None,
     reference: Tensor | None = None,
     fine: Tensor | None = None,
+    method: str = "simplex",
+    max_evals: int | None = None,
     sweeps: int = 3,
     fractions: tuple[float, ...] = (0.3, 0.45, 0.55, 0.7),
 ) -> tuple[Tensor, float, float]:
     """(fitted grid, initial loss, fitted loss) for ``solver`` from unit noise ``z`` (B, ...).
 
-    ``initial``: a valid grid (steps + 1 levels, last 0) giving the step count and the fixed ends;
-    ``reference``: the fine solve's output, or ``fine``: the fine grid to compute it with.
+    ``initial``: a valid grid (steps + 1 levels, last 0) giving the step count, the fixed ends and
+    the search's start; ``reference``: the fine solve's output, or ``fine``: the fine grid to
+    compute it with; ``method``: ``simplex`` or ``coordinate`` (``sweeps``/``fractions`` are its
+    settings); ``max_evals``: at most this many solves (default: 300 per interior level).
     """
+    if method not in ("simplex", "coordinate"):
+        raise ValueError(f"method={method!r}: simplex or coordinate")
     if reference is None:
         if fine is None:
             raise ValueError("give reference= (fine-solve samples) or fine= (a fine grid)")
         reference = _solve(solver, denoiser, z, fine, cond)
     ends = initial[0].item(), initial[-2].item()
-    logs = torch.log(initial[:-1].double()).tolist()
+    logs = torch.log(initial[1:-2].double()).tolist()  # the interior levels, descending
+    budget = max_evals if max_evals is not None else 300 * max(1, len(logs))
 
-    def to_grid(levels: list[float]) -> Tensor:
-        interior = [math.exp(v) for v in levels[1:-1]]
+    def to_grid(levels) -> Tensor:
+        interior = sorted((math.exp(v) for v in levels), reverse=True)
         return torch.tensor([ends[0], *interior, ends[1], 0.0], dtype=torch.float64)
 
-    def loss(levels: list[float]) -> float:
-        out = _solve(solver, denoiser, z, to_grid(levels), cond)
-        return (out.double() - reference.double()).pow(2).mean().item()
+    def loss(levels) -> float:
+        grid = to_grid(levels)
+        if bool((grid[:-2] <= grid[1:-1]).any()):
+            return math.inf  # a level outside (sigma_min, sigma_max) or two levels equal
+        out = _solve(solver, denoiser, z, grid, cond)
+        value = (out.double() - reference.double()).pow(2).mean().item()
+        return value if math.isfinite(value) else math.inf
 
-    start = best = loss(logs)
+    start = loss(logs)
+    if not logs:
+        return to_grid(logs), start, start
+    if method == "coordinate":
+        best, logs = _coordinate_descent(loss, logs, ends, start, sweeps, fractions, budget)
+    else:
+        best, logs = _simplex_then_powell(loss, logs, start, budget)
+    return to_grid(logs), start, best
+
+
+def _simplex_then_powell(loss: Callable, logs: list[float], start: float, budget: int):
+    """Nelder-Mead from ``logs``, then Powell from its result; (best loss, levels)."""
+    from scipy.optimize import minimize
+
+    best, levels = start, list(logs)
+    used = 0
+    for name in ("Nelder-Mead", "Powell"):
+        left = budget - used
+        if left <= 0:
+            break
+        result = minimize(loss, levels, method=name,
+                          options={"maxfev": left, "xtol": 1e-4, "ftol": 1e-12}
+                          if name == "Powell" else {"maxfev": left, "xatol": 1e-4, "fatol": 0.0})
+        used += int(result.nfev)
+        if float(result.fun) < best:
+            best, levels = float(result.fun), [float(v) for v in result.x]
+    return best, levels
+
+
+def _coordinate_descent(loss, logs, ends, start, sweeps, fractions, budget):
+    """Each interior level moved towards fractions of its neighbours' gap; (best loss, levels)."""
+    full = [math.log(ends[0]), *logs, math.log(ends[1])]
+    best, used = start, 0
     for sweep in range(sweeps):
         shrink = 0.5**sweep
-        for j in range(1, len(logs) - 1):
-            hi, lo = logs[j - 1], logs[j + 1]
+        for j in range(1, len(full) - 1):
+            hi, lo = full[j - 1], full[j + 1]
             for f in fractions:
-                trial = logs.copy()
-                target = hi + f * (lo - hi)
-                trial[j] = logs[j] + shrink * (target - logs[j])
-                value = loss(trial)
+                if used >= budget:
+                    return best, full[1:-1]
+                trial = full.copy()
+                trial[j] = full[j] + shrink * (hi + f * (lo - hi) - full[j])
+                value = loss(trial[1:-1])
+                used += 1
                 if value < best:
-                    best, logs = value, trial
-    return to_grid(logs), start, best
+                    best, full = value, trial
+    return best, full[1:-1]
 
 
 def grid_file(ckpt: str | Path) -> Path:

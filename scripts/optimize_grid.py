@@ -41,11 +41,16 @@ def main(argv=None) -> dict:
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--fine", type=int, default=200, help="steps of the reference solve")
     p.add_argument("--guidance-scale", type=float, default=1.0)
-    p.add_argument("--sweeps", type=int, default=3)
+    p.add_argument("--method", choices=["simplex", "coordinate"], default="simplex",
+                   help="simplex: Nelder-Mead then Powell; coordinate: one level at a time")
+    p.add_argument("--max-evals", type=int, default=300,
+                   help="at most this many few-step solves per step count")
+    p.add_argument("--sweeps", type=int, default=3, help="passes of --method coordinate")
     p.add_argument("--seed", type=int, default=1234, help="noise of the fit (not of evaluation)")
     args = p.parse_args(argv)
-    if any(n < 2 for n in args.steps) or args.samples < 1 or args.fine < max(args.steps):
-        p.error("need --steps >= 2, --samples >= 1 and --fine >= every --steps")
+    if (any(n < 2 for n in args.steps) or args.samples < 1 or args.fine < max(args.steps)
+            or args.max_evals < 1):
+        p.error("need --steps >= 2, --samples >= 1, --max-evals >= 1 and --fine >= every --steps")
     with exit_on_user_error():
         module = module_from_checkpoint(load_checkpoint_file(args.ckpt), path=args.ckpt)
     torch.manual_seed(0)
@@ -63,11 +68,13 @@ def main(argv=None) -> dict:
         reference = solver(denoiser, z * (1 + float(fine[0]) ** 2) ** 0.5, fine, cond=cond)
         for n in args.steps:
             grid, before, after = fit_grid(denoiser, solver, LogSNRSpacing()(schedule, n), z,
-                                           cond=cond, reference=reference, sweeps=args.sweeps)
+                                           cond=cond, reference=reference, method=args.method,
+                                           max_evals=args.max_evals, sweeps=args.sweeps)
             grids[n], losses[str(n)] = grid, [before, after]
             advance()
     out = grid_file(args.ckpt)
     save_grids(out, grids, {"solver": args.solver, "guidance_scale": args.guidance_scale,
+                            "method": args.method, "max_evals": args.max_evals,
                             "samples": args.samples, "fine_steps": args.fine,
                             "fit_loss": losses})
     for n in args.steps:

@@ -54,6 +54,8 @@ SPACINGS = {
 _LOF = [{"lower_order_final": False}, {"lower_order_final": True}]
 #: solvers also offered the grid fitted to the case's model (diffusion_lab.optimized_grid)
 FITTED = ("dpmpp_2m", "dpmpp_3m", "unipc (bh2) 2", "unipc (bh2) 3")
+#: solves each fit may spend (Nelder-Mead then Powell, diffusion_lab.optimized_grid)
+FIT_EVALS = 1500
 
 
 def our_rows() -> dict[str, tuple[Callable, list[dict]]]:
@@ -92,7 +94,8 @@ class Case:
             g = torch.Generator().manual_seed(self.seed + 100)
             z = torch.randn(256, self.oracle.dim, generator=g, dtype=torch.float64)
             self._fitted[key] = fit_grid(self.oracle, solver, LogSNRSpacing()(self.schedule, steps),
-                                         z, fine=LogSNRSpacing()(self.schedule, 400))[0]
+                                         z, fine=LogSNRSpacing()(self.schedule, 400),
+                                         max_evals=FIT_EVALS)[0]
         return self._fitted[key]
 
     def ours(self, solver: Callable, sigmas: torch.Tensor) -> float:
