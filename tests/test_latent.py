@@ -91,6 +91,27 @@ def test_a_given_scale_far_from_the_measured_one_is_warned_at_the_start(tmp_path
     assert torch.equal(dm.codec.scale, torch.tensor([100.0]))
 
 
+BAD_AUTOENCODERS = {
+    "missing file": (["autoencoder=kl_f4", "autoencoder.path={tmp}/none.ckpt"], "does not exist"),
+    "no path": (["autoencoder=pretrained"], "autoencoder=pretrained needs autoencoder.path="),
+    "not a diffusers folder": (["autoencoder=pretrained", "autoencoder.path={tmp}"],
+                               "is a folder without config.json"),
+    "not an autoencoder": (["autoencoder=kl_f4", "autoencoder.path={tmp}/diffusion.ckpt"],
+                           "is not an autoencoder checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_AUTOENCODERS))
+def test_a_bad_autoencoder_is_one_line_before_any_work(make_cfg, tmp_path, case):
+    overrides, message = BAD_AUTOENCODERS[case]
+    atomic_torch_save({"state_dict": {}, "diffusion_lab_config": {}}, tmp_path / "diffusion.ckpt")
+    cfg = make_cfg(*(o.format(tmp=tmp_path) for o in overrides))
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
 # ----------------------------------------------------------------------------- one tiny run
 
 

@@ -40,6 +40,9 @@ def autoencoder_options(cfg: DictConfig) -> dict:
 def latent_shape(cfg: DictConfig) -> tuple[int, int, int]:
     """(C, h, w) of the latents of ``cfg.data`` under ``cfg.autoencoder``; ConfigError (one line)
     when the autoencoder named does not exist or is not one."""
+    if OmegaConf.is_missing(cfg.autoencoder, "path"):
+        raise ConfigError(f"autoencoder={cfg.autoencoder.get('name')} needs autoencoder.path=<a "
+                          "diffusers AutoencoderKL folder or an autoencoder checkpoint>")
     path = cfg.autoencoder.get("path")
     if path:
         p = Path(path)
