@@ -125,3 +125,10 @@ def test_bad_stage_input_is_one_line_and_exit_2(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 2, res.stderr[-2000:]
     assert res.stderr.strip().splitlines()[-1] == "error: autoencoder: kl_weight must be >= 0, got -1"
+
+
+def test_the_stage_config_keeps_its_own_step_budget(tmp_path):
+    cfg = compose_config("train_autoencoder", [], tmp_path / "run")
+    assert cfg.trainer.max_steps == cfg.autoencoder.max_steps  # not the trainer preset's
+    assert compose_config("train_autoencoder", ["autoencoder.max_steps=7"],
+                          tmp_path / "run").trainer.max_steps == 7
