@@ -24,13 +24,16 @@ class LatentCodec:
     model's parameters, optimizer, EMA and state dict (the checkpoint names it instead)."""
 
     def __init__(self, autoencoder, identity: str, shift: Tensor, scale: Tensor, source: str,
-                 options: dict | None = None):
+                 options: dict | None = None, bound: float | None = None):
         self.autoencoder = autoencoder
         self.identity = identity
         self.shift = torch.as_tensor(shift, dtype=torch.float32).reshape(-1)
         self.scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
         self.source = str(source)
         self.options = dict(options or {})
+        # max |z'| of the scaled training latents: sampling clamps predicted latents to it, as
+        # pixel models clamp x0 to [-1, 1] (unclamped, eps errors at high noise blow up)
+        self.bound = None if bound is None else float(bound)
 
     def _affine(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return (self.shift.to(z.device).view(1, -1, 1, 1), self.scale.to(z.device).view(1, -1, 1, 1))
@@ -53,7 +56,7 @@ class LatentCodec:
     def facts(self) -> dict:
         return {"autoencoder": self.source, "identity": self.identity, "shift": self.shift.clone(),
                 "scale": self.scale.clone(), "options": self.options,
-                "latent_shape": list(self.autoencoder.latent_shape())}
+                "latent_shape": list(self.autoencoder.latent_shape()), "bound": self.bound}
 
 
 def _same(a, b) -> bool:
@@ -81,4 +84,4 @@ def codec_from_facts(facts: dict, path="checkpoint", autoencoder: str | None = N
             f"({facts['autoencoder']}), but {source} holds autoencoder {identity}: refused "
             "(other weights decode its samples to noise)")
     return LatentCodec(model, identity, facts["shift"], stored_scale, facts["autoencoder"],
-                       facts.get("options"))
+                       facts.get("options"), facts.get("bound"))

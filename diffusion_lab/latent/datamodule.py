@@ -90,12 +90,14 @@ class LatentDataModule(DiffusionDataModule):
             shift, scale = measure_scale(mean[train], logvar[train], self.per_channel)
         else:
             shift, scale = torch.zeros(1), torch.tensor([float(self.given_scale)])
-        self.codec = LatentCodec(self.model, self.identity, shift, scale, self.source, self.options)
+        s, k = shift.view(1, -1, 1, 1), scale.view(1, -1, 1, 1)
+        bound = float(((mean[train] - s) * k).abs().max())
+        self.codec = LatentCodec(self.model, self.identity, shift, scale, self.source, self.options,
+                                 bound)
         self.scaled_std = scaled_std(mean[train], logvar[train], shift, scale)
         log.info("latents of %s: shape %s, scaled std %.3f (scale %s)", full.name,
                  tuple(mean.shape[1:]), self.scaled_std, [round(float(s), 4) for s in scale])
         check_scaled_std(self.scaled_std)
-        s, k = shift.view(1, -1, 1, 1), scale.view(1, -1, 1, 1)
         return LatentArrayDataset((mean - s) * k, (0.5 * logvar).exp() * k, full.y,
                                   num_classes=full.num_classes, class_names=full.class_names,
                                   name=full.name, sample_posterior=self.sample_posterior)

@@ -182,6 +182,8 @@ class DiffusionModule(L.LightningModule):
             denoiser = classifier_free(denoiser, scale, self.num_classes)
         if self.clip_denoised:
             denoiser = clip_denoised(denoiser, -1.0, 1.0)
+        elif getattr(self.codec, "bound", None):  # latents: the range measured on the data
+            denoiser = clip_denoised(denoiser, -self.codec.bound, self.codec.bound)
         return denoiser
 
     def sampler_or_default(self, sampler: SamplerSpec | None = None) -> SamplerSpec:
