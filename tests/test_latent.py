@@ -140,6 +140,13 @@ def test_the_stage_runs_first_and_the_checkpoint_names_its_weights_and_measured_
     shift, scale = measure_scale(stored["mean"][pixels.train_indices], stored["logvar"][pixels.train_indices])
     torch.testing.assert_close(facts["scale"], scale)
     torch.testing.assert_close(facts["shift"], shift)
+    # the clamp of predicted latents: the largest |z'| of the scaled training means
+    scaled = (stored["mean"][pixels.train_indices] - shift.view(1, -1, 1, 1)) * scale.view(1, -1, 1, 1)
+    assert facts["bound"] == pytest.approx(float(scaled.abs().max()))
+    module = module_from_checkpoint(ckpt)
+    x0_hat = module.denoiser()(torch.randn(8, 4, 4, 4) * 50, torch.full((8,), 80.0),
+                               torch.zeros(8, dtype=torch.long))
+    assert float(x0_hat.abs().max()) <= facts["bound"] + 1e-6
     assert facts["latent_shape"] == [4, 4, 4]
     assert ckpt["diffusion_lab_config"]["backbone"]["in_channels"] == 4
     # logged at the start of training: the scaled latents' std, 1 by construction
