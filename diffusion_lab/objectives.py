@@ -3,7 +3,9 @@
     t ~ U{0, .., T-1},  noise ~ N(0, I),  x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise,
     L = E_t [ w(SNR_t) * mean_{non-batch dims} (backbone(x_t, t, cond) - target)^2 ],
 
-target = noise / x0 / v from the prediction class, w from the weighting.
+target = noise / x0 / v (or the flow velocity) from the prediction class, w from the weighting,
+t from the timestep sampler (:mod:`diffusion_lab.timestep_sampling`; default U{0..T-1}) and
+(alpha_t, sigma_t) from the schedule or path (``schedule.coefficients``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import Tensor
 
 from diffusion_lab.parametrization import check_fits_schedule
 from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.timestep_sampling import UniformIntegerTimesteps
 from diffusion_lab.types import append_dims
 from diffusion_lab.weighting import UniformWeighting
 
@@ -24,7 +27,8 @@ __all__ = ["DenoisingObjective", "LossOutput"]
 
 @dataclass
 class LossOutput:
-    """``loss`` (scalar), weighted ``per_sample_loss`` (B,) float32, the sampled ``t`` (B,) long."""
+    """``loss`` (scalar), weighted ``per_sample_loss`` (B,) float32, the sampled ``t`` (B,) (long;
+    float64 on a continuous-time path)."""
 
     loss: Tensor
     per_sample_loss: Tensor
@@ -36,12 +40,14 @@ class DenoisingObjective:
     ``backbone(x_t, t.float(), cond)`` with float timesteps in [0, T)."""
 
     def __init__(
-        self, schedule: NoiseSchedule, prediction: object, weighting: object | None = None
+        self, schedule: NoiseSchedule, prediction: object, weighting: object | None = None,
+        timesteps: object | None = None,
     ):
         check_fits_schedule(prediction, schedule)
         self.schedule = schedule
         self.prediction = prediction
         self.weighting = UniformWeighting() if weighting is None else weighting
+        self.timesteps = UniformIntegerTimesteps() if timesteps is None else timesteps
 
     def sample_t(
         self,
@@ -49,12 +55,8 @@ class DenoisingObjective:
         device: torch.device | str = "cpu",
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """t ~ U{0, .., T-1}, shape (batch,), long, drawn on the generator's device then moved."""
-        draw_device = generator.device if generator is not None else device
-        t = torch.randint(
-            0, self.schedule.num_steps, (batch,), generator=generator, device=draw_device
-        )
-        return t.to(device)
+        """t from the timestep sampler, shape (batch,), drawn on the generator's device then moved."""
+        return self.timesteps(batch, self.schedule, device, generator)
 
     def __call__(
         self,
@@ -87,4 +89,5 @@ class DenoisingObjective:
         return LossOutput(loss=per_sample.mean(), per_sample_loss=per_sample, t=t)
 
     def __repr__(self) -> str:
-        return f"DenoisingObjective({self.schedule!r}, {self.prediction!r}, {self.weighting!r})"
+        return (f"DenoisingObjective({self.schedule!r}, {self.prediction!r}, {self.weighting!r}, "
+                f"{self.timesteps!r})")

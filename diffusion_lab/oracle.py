@@ -85,15 +85,16 @@ class GaussianOracle:
     def backbone(self, schedule: NoiseSchedule, prediction: object) -> Callable:
         """A fake VP backbone (x_vp, t, cond) -> eps / x0 / v target of ``prediction``, exact.
 
-        sigma = schedule.t_to_sigma(t), alpha = 1/sqrt(1 + sigma^2), sigma_vp = sigma alpha,
+        sigma = schedule.t_to_sigma(t), (alpha, sigma_vp) = schedule.sigma_space_coefficients(sigma)
+        (VP: 1/sqrt(1 + sigma^2), sigma alpha; linear flow path: 1 - t, t),
         x0 = D*(x_vp / alpha; sigma), eps = (x_vp - alpha x0)/sigma_vp,
         out = prediction.target(x0, eps, alpha, sigma_vp).
         """
 
         def fake_backbone(x_vp: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
             sigma = schedule.t_to_sigma(t.double()).to(x_vp.device)
-            alpha = append_dims(torch.rsqrt(1.0 + sigma**2), x_vp.ndim)
-            sigma_vp = append_dims(sigma, x_vp.ndim) * alpha
+            alpha, sigma_vp = schedule.sigma_space_coefficients(sigma)
+            alpha, sigma_vp = append_dims(alpha, x_vp.ndim), append_dims(sigma_vp, x_vp.ndim)
             x0 = self.denoise(x_vp.double() / alpha, sigma)
             eps = (x_vp.double() - alpha * x0) / sigma_vp
             return prediction.target(x0, eps, alpha, sigma_vp).to(x_vp.dtype)
@@ -150,3 +151,19 @@ def affine_output_law(
         out = run(2 + probe.calls, unit)
         var = var + ((out[2:] - out[0]) ** 2).sum(dim=0)
     return base, var.sqrt()
+
+
+def ode_prior_floor(oracle: GaussianOracle, sigma_max: float) -> float:
+    """W2 to the data law of the *exact* probability-flow ODE started from the VP prior
+    x ~ N(0, (1 + sigma_max^2) I) instead of the true marginal N(mu, s^2 + sigma_max^2):
+
+        x0 = mu + s / sqrt(s^2 + sigma_max^2) (x - mu)
+
+    the error a sampler that solves the ODE exactly keeps, because its start is the prior: the
+    level at which accurate deterministic samplers of a model trained up to sigma_max meet.
+    """
+    def exact(denoiser, x, sigmas, noise=None):
+        return oracle.flow(x, float(sigmas[0]), 0.0)
+
+    grid = torch.tensor([float(sigma_max), 0.0], dtype=torch.float64)
+    return oracle.w2(*affine_output_law(exact, oracle, grid, oracle.dim))

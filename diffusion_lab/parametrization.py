@@ -3,6 +3,9 @@
 With VP coefficients alpha = sqrt(ab), sigma = sqrt(1 - ab) (alpha^2 + sigma^2 = 1) and
 x_t = alpha x0 + sigma eps, the three targets are eps, x0 and v = alpha eps - sigma x0
 (Salimans & Ho 2022). ``alpha`` and ``sigma`` must already broadcast against ``x_t``.
+eps and x0 prediction hold for any path x_t = alpha x0 + sigma eps; v needs alpha^2 + sigma^2 = 1
+(VP) and the flow velocity u = eps - x0 needs the linear path alpha + sigma = 1
+(:mod:`diffusion_lab.paths`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from torch import Tensor
 
 __all__ = [
     "EpsPrediction",
+    "FlowVelocityPrediction",
     "VPrediction",
     "X0Prediction",
     "eps_from_v",
@@ -48,7 +52,16 @@ def eps_from_v(x_t: Tensor, v: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
 
 def check_fits_schedule(prediction: object, schedule) -> None:
     """The one zero-terminal-SNR rule: eps prediction cannot recover x0 where alpha = 0
-    (x0 = (x_t - sigma eps)/alpha), so it refuses a schedule with ``zero_terminal_snr``."""
+    (x0 = (x_t - sigma eps)/alpha), so it refuses a schedule with ``zero_terminal_snr``.
+    A prediction whose conversions assume a path family (``requires_path``: v needs VP, the flow
+    velocity the linear path) refuses a schedule of another (``schedule.path_kind``)."""
+    needed, kind = getattr(prediction, "requires_path", None), getattr(schedule, "path_kind", "vp")
+    if needed is not None and needed != kind:
+        fix = "schedule=linear_flow" if needed == "linear" else "a VP schedule (schedule=cosine)"
+        raise ValueError(
+            f"{type(prediction).__name__} needs the {needed} path but the schedule is a {kind} "
+            f"path ({type(schedule).__name__}); use {fix}, or objective=eps / objective=x0"
+        )
     if getattr(schedule, "zero_terminal_snr", False) and not getattr(prediction, "supports_zero_snr", True):
         raise ValueError(
             f"{type(prediction).__name__} cannot be used with a zero-terminal-SNR schedule "
@@ -113,6 +126,7 @@ class VPrediction:
 
     name = "v"
     supports_zero_snr = True
+    requires_path = "vp"  # x0 = alpha x_t - sigma v uses alpha^2 + sigma^2 = 1
 
     def target(self, x0: Tensor, noise: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
         return v_from_x0_eps(x0, noise, alpha, sigma)
@@ -132,3 +146,35 @@ class VPrediction:
 
     def __repr__(self) -> str:
         return "VPrediction()"
+
+
+class FlowVelocityPrediction:
+    """The backbone predicts the linear path's velocity u = dx_t/dt = eps - x0 (rectified flow).
+
+    With x_t = (1 - t) x0 + t eps (alpha = 1 - t, sigma = t, alpha + sigma = 1):
+    x0 = x_t - sigma u, eps = x_t + alpha u, u = (x_t - x0) / sigma.
+    min-SNR weight min(snr, g) sigma^2 = min(snr, g) / (1 + sqrt(snr))^2 (the x0 loss's weight
+    carried to u, since x0 error = sigma u error and sigma = t = 1 / (1 + sqrt(snr))).
+    """
+
+    name = "flow"
+    supports_zero_snr = True
+    requires_path = "linear"
+
+    def target(self, x0: Tensor, noise: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        return noise - x0
+
+    def to_x0(self, out: Tensor, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        return x_t - sigma * out
+
+    def to_eps(self, out: Tensor, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        return x_t + alpha * out
+
+    def from_x0(self, x0_hat: Tensor, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        return (x_t - x0_hat) / sigma
+
+    def min_snr_weight(self, snr: Tensor, gamma: float) -> Tensor:
+        return snr.clamp(max=gamma) / (1.0 + snr.sqrt()) ** 2
+
+    def __repr__(self) -> str:
+        return "FlowVelocityPrediction()"

@@ -2,7 +2,8 @@
 
 In sigma space x = x0 + sigma * eps. The VP sample at the same noise level is x_vp = alpha x, with
 alpha = 1/sqrt(1 + sigma^2) and sigma_vp = sigma/sqrt(1 + sigma^2) (so ab = alpha^2); the training
-timestep is t = schedule.sigma_to_t(sigma). eps is shared by both views, so the backbone output
+timestep is t = schedule.sigma_to_t(sigma). Other paths (``diffusion_lab.paths``) give their own
+(alpha, sigma_path) through ``schedule.sigma_space_coefficients`` (linear path: x_t = x/(1 + sigma)). eps is shared by both views, so the backbone output
 converts to x0 (and eps) with the VP formulas of the prediction class.
 """
 
@@ -45,13 +46,13 @@ class VPDenoiser:
         if sigma.shape != (x.shape[0],):
             raise ValueError(f"sigma must have shape ({x.shape[0]},), got {tuple(sigma.shape)}")
         s64 = sigma.to(torch.float64)
-        alpha64 = torch.rsqrt(1.0 + s64 * s64)
+        alpha64, sigma_path64 = self.schedule.sigma_space_coefficients(s64)
         t = self.schedule.sigma_to_t(s64).to(x.dtype)
         x_vp = x * append_dims(alpha64, x.ndim).to(x.dtype)
         out = self.backbone(x_vp, t, cond)
         dtype = torch.promote_types(x.dtype, torch.float32)
         alpha = append_dims(alpha64, x.ndim).to(dtype)
-        sigma_vp = append_dims(s64 * alpha64, x.ndim).to(dtype)
+        sigma_vp = append_dims(sigma_path64, x.ndim).to(dtype)
         return out.to(dtype), x_vp.to(dtype), alpha, sigma_vp
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:

@@ -35,7 +35,13 @@ class NoiseSchedule:
     the
     sampling view sqrt((1 - ab)/ab): an exact zero ab is replaced by min(2**-24, ab_{T-2}/4), so
     sigma_max is finite (~4096) and the grid stays strictly ascending.
+    Other interpolants (the linear flow path) are subclasses: see :mod:`diffusion_lab.paths`.
     """
+
+    #: alpha^2 + sigma^2 = 1 (what v-prediction assumes); the linear flow path says "linear"
+    path_kind = "vp"
+    #: training timesteps are integers (a continuous-time path takes fractional ones too)
+    continuous_time = False
 
     def __init__(self, betas: Tensor) -> None:
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
@@ -151,6 +157,14 @@ class NoiseSchedule:
         lo = t.floor().long().clamp(max=self.num_steps - 2)
         w = t - lo.to(torch.float64)
         return torch.exp(grid[lo] + w * (grid[lo + 1] - grid[lo]))
+
+    @staticmethod
+    def sigma_space_coefficients(sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """(alpha, sigma_vp) = (1, sigma) / sqrt(1 + sigma^2): the network input is
+        x_vp = alpha x_sigma at sigma-space level sigma (same dtype/device as ``sigma``)."""
+        sigma = torch.as_tensor(sigma)
+        alpha = torch.rsqrt(1.0 + sigma * sigma)
+        return alpha, sigma * alpha
 
     @staticmethod
     def alpha_bar_at(sigma: Tensor) -> Tensor:

@@ -1,9 +1,19 @@
-"""W2-vs-NFE table of every sampler x spacing x schedule on Gaussian data (exact, no training).
+"""Sampler error against NFE: exact on Gaussian data, or on a trained checkpoint against diffusers.
 
-Data N(mu, diag(s^2)) has the closed-form denoiser D*, so each sampler's output law is an exact
-Gaussian (diffusion_lab.oracle.affine_output_law) and W2 to the data law measures pure solver error.
+Without --ckpt: the W2-vs-NFE table of every sampler x spacing x schedule on Gaussian data. Data
+N(mu, diag(s^2)) has the closed-form denoiser D*, so each sampler's output law is an exact
+Gaussian (diffusion_lab.oracle.affine_output_law) and W2 to the data law is pure solver error.
 
     python scripts/sampler_report.py [--dim 16] [--steps 5 10 20 50] [--json report.json]
+
+With --ckpt: case 3 of the sampler comparison (diffusion_lab.bench.checkpoint_case). Both libraries
+drive the checkpoint's EMA denoiser (diffusers through an eps adapter); every configuration of
+each is searched per NFE budget by its distance to a fine solve of the same model, and each
+library's --finalists best are scored by the judge (FID, accuracy) on --score-samples samples
+from fixed per-sample seeds. Grids fitted by scripts/optimize_grid.py beside the checkpoint
+enter the search as spacing=optimized.
+
+    python scripts/sampler_report.py --ckpt outputs/default/<run>/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
 
 from diffusion_lab.discretization import (
     KarrasSpacing,
@@ -76,6 +88,51 @@ def format_table(rows: list[dict], steps: list[int]) -> str:
     return "\n".join(lines)
 
 
+#: scripts/optimize_grid.py's --solver names -> the sampler table's method names
+FITTED_NAMES = {"dpmpp_2m": "dpmpp_2m", "dpmpp_3m": "dpmpp_3m", "unipc": "unipc (bh2) 2",
+                "unipc_3": "unipc (bh2) 3"}
+
+
+def checkpoint_report(args) -> dict:
+    """Case 3 on ``args.ckpt``; prints the winners and returns the table."""
+    from diffusion_lab.bench.checkpoint_case import (
+        CheckpointCase,
+        checkpoint_comparison,
+        format_checkpoint_winners,
+    )
+    from diffusion_lab.evaluation import SampleJudge
+    from diffusion_lab.optimized_grid import grid_file
+    from diffusion_lab.tasks.build import module_from_checkpoint, stored_config
+    from diffusion_lab.tasks.errors import exit_on_user_error
+    from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
+    from diffusion_lab.tasks.io import load_checkpoint_file
+
+    with exit_on_user_error():
+        ckpt = load_checkpoint_file(args.ckpt)
+        module = module_from_checkpoint(ckpt, path=args.ckpt)
+    fitted = {}
+    grids = grid_file(args.ckpt)
+    if grids.is_file():
+        info = json.loads(grids.read_text())
+        if info.get("solver") in FITTED_NAMES:
+            fitted[FITTED_NAMES[info["solver"]]] = {
+                int(n): torch.tensor(g, dtype=torch.float64) for n, g in info["grids"].items()}
+    torch.manual_seed(0)
+    case = CheckpointCase(module.denoiser(use_ema=True, guidance_scale=args.guidance_scale),
+                          module.schedule, module.sample_shape, module.num_classes,
+                          fitted=fitted, search_samples=args.search_samples,
+                          fine_steps=args.fine, seed=args.seed)
+    judge = SampleJudge.for_data(datamodule_from_checkpoint(ckpt), args.cache_dir,
+                                 stored_config(ckpt).data.name)
+    table = checkpoint_comparison(case, judge, args.budgets, ours=args.ours, theirs=args.theirs,
+                                  finalists=args.finalists, score_samples=args.score_samples,
+                                  progress=lambda m: print(m, flush=True))
+    table.update(checkpoint=str(args.ckpt), guidance_scale=args.guidance_scale,
+                 fine_steps=args.fine, fitted={k: sorted(v) for k, v in fitted.items()})
+    print(format_checkpoint_winners(table))
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,7 +145,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the report as JSON here"
     )
+    case3 = parser.add_argument_group("trained checkpoint (--ckpt)")
+    case3.add_argument("--ckpt", type=Path, default=None)
+    case3.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20])
+    case3.add_argument("--score-samples", type=int, default=1000)
+    case3.add_argument("--search-samples", type=int, default=64)
+    case3.add_argument("--fine", type=int, default=500, help="steps of the reference solve")
+    case3.add_argument("--finalists", type=int, default=3)
+    case3.add_argument("--guidance-scale", type=float, default=1.0)
+    case3.add_argument("--ours", nargs="+", default=None, help="our methods to search (all)")
+    case3.add_argument("--theirs", nargs="+", default=None, help="diffusers rows to search (all)")
+    case3.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     args = parser.parse_args(argv)
+    if args.ckpt is not None:
+        if min(args.budgets) < 1 or args.score_samples < 2 or args.search_samples < 1:
+            parser.error("need --budgets >= 1, --score-samples >= 2 and --search-samples >= 1")
+        table = checkpoint_report(args)
+        if args.json is not None:
+            args.json.write_text(json.dumps(table, indent=2))
+        return
     rows = build_report(args.dim, args.steps, args.seed, args.std_min, args.std_max)
     print(
         f"Gaussian data: dim={args.dim}, std in [{args.std_min}, {args.std_max}] "

@@ -292,5 +292,5 @@ def test_csv_logger_gets_the_dashboard_scalars(dashboard_run):
     header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     for key in ("loss_by_t/bin_00", "loss_by_t/bin_09", "guidance_sweep/fid_w1",
                 "guidance_sweep/accuracy_w7", "mode_coverage/entropy",
-                "mode_coverage/classes_covered"):
+                "mode_coverage/classes_covered", "mode_coverage/clusters_covered"):
         assert key in header

@@ -60,6 +60,16 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
                      "--fine", "8", "--sweeps", "1")
     assert fit.returncode == 0, fit.stderr[-2000:]
     assert "3" in json.loads(grid_file(ckpt).read_text())["grids"]
+    # case 3 of the sampler comparison on this checkpoint, the fitted grid among the candidates
+    report = run_script("sampler_report.py", "--ckpt", str(ckpt), "--budgets", "3",
+                        "--score-samples", "20", "--search-samples", "4", "--fine", "8",
+                        "--ours", "dpmpp_2m", "--theirs", "DPM-Solver++ 2M", "--finalists", "1",
+                        "--json", str(tmp_path / "case3.json"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = json.loads((tmp_path / "case3.json").read_text())
+    assert table["fitted"] == {"dpmpp_2m": [3]} and table["score_samples"] == 20
+    assert {r["library"] for r in table["rows"]} == {"diffusion-lab", "diffusers"}
+    assert all(r["nfe"] <= 3 and 0 <= r["accuracy"] <= 1 for r in table["rows"])
     common = [f"ckpt={ckpt}", f"paths.output_root={tmp_path}", "samples_per_class=1", "metrics=false",
               "sampler/spacing=optimized"]
     ok = run_script("sample.py", *common, "sampler.steps=3", "name=fitted")

@@ -51,8 +51,16 @@ TINY = {
     "train_autoencoder.py": ["trainer.max_steps=2", "trainer.val_check_interval=2",
                              "trainer.enable_progress_bar=false", "logger=csv",
                              "callbacks.reconstructions.every_n_steps=2"],
-    "evaluate.py": ["samples_per_class=2", "sampler.steps=2"],
+    "evaluate.py": ["samples_per_class=2", "sampler.steps=2", "inspect.num_samples=8",
+                    "inspect.clusters=3"],
     "optimize_grid.py": ["--steps", "2", "--samples", "2", "--fine", "20", "--sweeps", "1"],
+    "recipe.py": ["trainer.max_steps=2", "trainer.val_check_interval=2", "logger=csv",
+                  "trainer.enable_progress_bar=false", "callbacks=minimal",
+                  "callbacks.checkpoint.every_n_train_steps=2", "callbacks.sample_grid=null",
+                  "eval.enabled=false", "schedule.num_steps=20", "sampler.steps=2",
+                  "data.module.batch_size=8", "module.warmup_steps=0", "backbone.base_channels=8",
+                  "backbone.groups=4", "recipe.run.strip_samples=2", "recipe.run.strip_columns=3"],
+    "few_step_report.py": ["--samples-per-class", "2"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }
@@ -134,10 +142,8 @@ class Runner:
         if arg in ("ckpt=...", "guidance.guide_ckpt=..."):
             key = arg.split("=", 1)[0]
             return f"{key}=" + str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
-        if "<run>" in arg and arg.startswith("ckpt="):  # that experiment's newest run
-            return "ckpt=" + str(self.newest(arg[len("ckpt="):].replace("<run>", "*")))
-        if "<run>" in arg and "=" in arg:  # another key's checkpoint (autoencoder.path=...)
-            key, value = arg.split("=", 1)
+        if "<run>" in arg and re.match(r"[\w.]+=", arg):  # ckpt=, distill.teacher_ckpt=, ...
+            key, value = arg.split("=", 1)  # that experiment's newest run
             return f"{key}=" + str(self.newest(value.replace("<run>", "*")))
         if "<run>" in arg and arg.endswith(".ckpt"):  # a positional checkpoint (optimize_grid.py)
             return str(self.newest(arg.replace("<run>", "*")))

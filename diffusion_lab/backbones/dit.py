@@ -70,11 +70,13 @@ class DiT(nn.Module):
     have ``out_channels = 2 * in_channels``). ``num_classes > 0``: table of ``num_classes + 1``
     rows, last = null class (``cond=None``); label dropout belongs to the training loop.
     Sizes of the paper's presets: ``conf/backbone/dit_*.yaml``. The positional table is a frozen ``nn.Parameter`` so parameter counts match the paper.
+    ``zero_time_embedding`` multiplies the time embedding by 0 (an ablation: no t reaches the blocks).
     """
 
     def __init__(self, image_size: int = 32, patch_size: int = 2, in_channels: int = 4,
                  out_channels: int | None = None, hidden_size: int = 1152, depth: int = 28,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000):
+                 num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000,
+                 zero_time_embedding: bool = False):
         super().__init__()
         if patch_size <= 0 or image_size % patch_size:
             raise ValueError(f"DiT: image_size={image_size} must be divisible by "
@@ -91,7 +93,7 @@ class DiT(nn.Module):
         self.patch_embed = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
         self.pos_embed = nn.Parameter(sincos_pos_embed_2d(hidden_size, self.grid)[None],
                                       requires_grad=False)  # (1, N, D)
-        self.time_embed = TimestepEmbedder(256, hidden_size)
+        self.time_embed = TimestepEmbedder(256, hidden_size, zero=zero_time_embedding)
         self.class_embed = ClassEmbedding(num_classes, hidden_size) if num_classes > 0 else None
         self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio)
                                     for _ in range(depth))

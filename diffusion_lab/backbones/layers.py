@@ -31,10 +31,14 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class TimestepEmbedder(nn.Module):
-    """t -> sinusoids(freq_dim) -> Linear -> SiLU -> Linear, giving (B, out_dim)."""
+    """t -> sinusoids(freq_dim) -> Linear -> SiLU -> Linear, giving (B, out_dim).
 
-    def __init__(self, freq_dim: int, out_dim: int, max_period: float = 10000.0):
+    ``zero=True`` multiplies the embedding by 0 (an ablation: the network cannot see t)."""
+
+    def __init__(self, freq_dim: int, out_dim: int, max_period: float = 10000.0,
+                 zero: bool = False):
         super().__init__()
+        self.zero = bool(zero)
         self.freq_dim = freq_dim
         self.max_period = max_period
         self.mlp = nn.Sequential(
@@ -43,7 +47,8 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         freq = timestep_embedding(t, self.freq_dim, self.max_period)  # (B, freq_dim)
-        return self.mlp(freq.to(self.mlp[0].weight.dtype))  # (B, out_dim)
+        emb = self.mlp(freq.to(self.mlp[0].weight.dtype))  # (B, out_dim)
+        return emb * 0.0 if self.zero else emb
 
 
 class ClassEmbedding(nn.Module):

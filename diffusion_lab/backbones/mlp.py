@@ -29,17 +29,19 @@ class MLP(nn.Module):
     """``forward(x (B, dim), t (B,), cond (B,) | None) -> (B, dim)``.
 
     ``num_classes > 0`` adds a class table of ``num_classes + 1`` rows (last = null class,
-    used when ``cond is None``), summed with the time embedding.
+    used when ``cond is None``), summed with the time embedding. ``zero_time_embedding``
+    multiplies the time embedding by 0 (an ablation: the network cannot see t).
     """
 
     def __init__(self, dim: int = 2, hidden: int = 256, depth: int = 4,
-                 time_embed_dim: int = 128, num_classes: int = 0):
+                 time_embed_dim: int = 128, num_classes: int = 0,
+                 zero_time_embedding: bool = False):
         super().__init__()
         if depth < 1:
             raise ValueError(f"MLP: depth must be >= 1, got {depth}")
         self.in_channels, self.dim, self.image_size = dim, dim, None
         self.num_classes = num_classes
-        self.time_embed = TimestepEmbedder(time_embed_dim, hidden)
+        self.time_embed = TimestepEmbedder(time_embed_dim, hidden, zero=zero_time_embedding)
         self.class_embed = ClassEmbedding(num_classes, hidden) if num_classes > 0 else None
         self.input = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(MLPBlock(hidden) for _ in range(depth))

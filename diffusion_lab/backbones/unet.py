@@ -93,6 +93,8 @@ class UNet(nn.Module):
     ``num_classes > 0`` adds a class table of ``num_classes + 1`` rows (last = null class,
     used when ``cond is None``). ``head_channels > 0`` overrides ``num_heads``.
     ``resblock_updown`` resamples inside ResBlocks (ADM) instead of conv down/upsampling.
+    ``zero_time_embedding`` multiplies the timestep embedding by 0 (an ablation: the network
+    cannot see t; the class embedding still enters).
     """
 
     def __init__(self, image_size: int = 32, in_channels: int = 3, out_channels: int | None = None,
@@ -100,7 +102,8 @@ class UNet(nn.Module):
                  num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (16,),
                  num_heads: int = 1, head_channels: int = 0, dropout: float = 0.1,
                  num_classes: int = 0, scale_shift_norm: bool = True,
-                 resblock_updown: bool = False, groups: int = 32):
+                 resblock_updown: bool = False, groups: int = 32,
+                 zero_time_embedding: bool = False):
         super().__init__()
         channel_mult = tuple(int(m) for m in channel_mult)
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
@@ -109,7 +112,7 @@ class UNet(nn.Module):
         self.out_channels = out_channels or in_channels
         self.num_classes = num_classes
         emb_dim = 4 * base_channels
-        self.time_embed = TimestepEmbedder(base_channels, emb_dim)
+        self.time_embed = TimestepEmbedder(base_channels, emb_dim, zero=zero_time_embedding)
         self.class_embed = ClassEmbedding(num_classes, emb_dim) if num_classes > 0 else None
 
         def res(cin: int, cout: int, **kw) -> ResBlock:

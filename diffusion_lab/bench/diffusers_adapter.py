@@ -35,6 +35,16 @@ class DenoiserAsEps:
         return (x - d) / float(sigma)
 
 
+def run_scheduler(scheduler, denoiser: Denoiser, schedule: NoiseSchedule, steps: int, z: Tensor,
+                  cond: Tensor | None, step_noise: PerSampleNoise) -> Tensor:
+    """diffusers' sampling loop of ``scheduler`` from unit noise ``z`` with ``denoiser`` as its model;
+    the scheduler's own noise draws come from ``step_noise``."""
+    model = DenoiserAsEps(denoiser, cond)
+    out = dfs.run(scheduler, model, schedule, steps, z,
+                  lambda s: step_noise(torch.empty(s, dtype=torch.float64)))
+    return out.float()
+
+
 @torch.no_grad()
 def diffusers_sample(
     denoiser: Denoiser,
@@ -53,8 +63,5 @@ def diffusers_sample(
     indices = range(shape[0]) if indices is None else indices
     z = PerSampleNoise(seed, indices, stream=INITIAL_NOISE_STREAM).sample(shape, "cpu", torch.float32)
     step_noise = PerSampleNoise(seed, indices, stream=STEP_NOISE_STREAM)
-    scheduler = dfs.build(row, cfg, schedule)
-    model = DenoiserAsEps(denoiser, cond)
-    out = dfs.run(scheduler, model, schedule, steps, z,
-                  lambda s: step_noise(torch.empty(s, dtype=torch.float64)))
-    return out.float()
+    return run_scheduler(dfs.build(row, cfg, schedule), denoiser, schedule, steps, z, cond,
+                         step_noise)

@@ -1,7 +1,9 @@
 """The sampler comparison: diffusion-lab's solvers against every diffusers configuration.
 
 Cases (each at every NFE budget, on the linear and cosine schedules):
-  gaussian  N(mu, diag(s^2)) data, dim 16, the exact predictor; error = exact W2 of the output law.
+  gaussian  N(mu, diag(s^2)) data, dim 16, the exact predictor; error = exact W2 of the output law
+            (floor printed: the error of the exact probability-flow ODE started from the VP prior
+            at sigma_max, where accurate deterministic samplers meet: ``oracle.ode_prior_floor``).
   mixture   a 2-D ring of 8 Gaussians (std 0.05), the exact posterior-mean predictor; error =
             sliced W2 of ``samples`` samples to as many data samples (floor printed: the same
             distance between two data sample sets). Both libraries start from the same x_T noise.
@@ -31,7 +33,7 @@ from diffusion_lab.discretization import (
 )
 from diffusion_lab.mixture_oracle import GaussianMixtureOracle, sliced_w2
 from diffusion_lab.optimized_grid import fit_grid
-from diffusion_lab.oracle import GaussianOracle, affine_output_law
+from diffusion_lab.oracle import GaussianOracle, affine_output_law, ode_prior_floor
 from diffusion_lab.samplers import (
     ddpm,
     dpmpp_2m,
@@ -77,6 +79,7 @@ class Case:
         self._fitted: dict = {}
         if name == "gaussian":
             self.oracle = GaussianOracle.random(dim=16, seed=seed)
+            self.floor = ode_prior_floor(self.oracle, float(schedule.sigma_max))
         elif name == "mixture":
             self.oracle = GaussianMixtureOracle.ring()
             g = torch.Generator().manual_seed(seed)
@@ -86,10 +89,11 @@ class Case:
         else:
             raise ValueError(f"unknown case {name!r}: gaussian or mixture")
 
-    def fitted_grid(self, solver: Callable, steps: int) -> torch.Tensor:
+    def fitted_grid(self, solver: Callable, steps: int, method: str = "") -> torch.Tensor:
         """The grid :func:`fit_grid` fits for ``solver`` on this case's model: a fine solve of
-        the model itself from 256 other noise draws (seed + 100) is the target, never data."""
-        key = (repr(solver), steps)
+        the model itself from 256 other noise draws (seed + 100) is the target, never data.
+        Fitted once per method and step count (its end options reuse the grid)."""
+        key = (method or repr(solver), steps)
         if key not in self._fitted:
             g = torch.Generator().manual_seed(self.seed + 100)
             z = torch.randn(256, self.oracle.dim, generator=g, dtype=torch.float64)
@@ -116,18 +120,31 @@ class Case:
         return sliced_w2(out, self.data)
 
 
-def best_ours(case: Case, budgets, names=None, keep=2, depth=2) -> list[dict[int, Result]]:
+def our_configuration(case, name: str, cfg: dict, steps: int) -> tuple[Callable, torch.Tensor]:
+    """(solver with its keyword options, sigma grid) of our method ``name`` in configuration
+    ``cfg`` (``spacing`` plus the solver's options) at ``steps`` steps, on ``case``."""
+    solver = our_rows()[name][0]
+    kw = {k: v for k, v in cfg.items() if k != "spacing"}
+    fn = functools.partial(solver, **kw) if kw else solver
+    if cfg["spacing"] == "optimized":
+        return fn, case.fitted_grid(fn, steps, name)
+    return fn, SPACINGS[cfg["spacing"]](case.schedule, steps)
+
+
+def their_scheduler(case, name: str, cfg: dict):
+    """diffusers' scheduler of row ``name`` in configuration ``cfg``, on ``case``'s schedule."""
+    row = next(r for r in diffusers_rows() if r.name == name)
+    return dfs.build(row, cfg, case.schedule)
+
+
+def best_ours(case, budgets, names=None, keep=2, depth=2) -> list[dict[int, Result]]:
     out = []
     for name, (solver, end) in our_rows().items():
         if names is not None and name not in names:
             continue
 
-        def evaluate(cfg, steps, solver=solver):
-            kw = {k: v for k, v in cfg.items() if k != "spacing"}
-            fn = functools.partial(solver, **kw) if kw else solver
-            if cfg["spacing"] == "optimized":
-                return case.ours(fn, case.fitted_grid(fn, steps))
-            return case.ours(fn, SPACINGS[cfg["spacing"]](case.schedule, steps))
+        def evaluate(cfg, steps, name=name):
+            return case.ours(*our_configuration(case, name, cfg, steps))
 
         grid = [{"spacing": s} for s in SPACINGS]
         if name in FITTED:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 REFUSED = (ValueError, IndexError, RuntimeError, AssertionError, KeyError, TypeError,
            NotImplementedError, ZeroDivisionError, ImportError)
@@ -23,6 +23,7 @@ class Result:
     steps: int
     nfe: int
     error: float
+    options: dict = field(default_factory=dict)  # the configuration itself (``config`` describes it)
 
 
 def describe(cfg: dict) -> str:
@@ -78,7 +79,7 @@ def best_within(
                 for steps, nfe in steps_within(nfe_of, full, budget, depth):
                     err = score(full, steps)
                     if err < math.inf and (best is None or err < best.error):
-                        best = Result(method, describe(full), steps, nfe, err)
+                        best = Result(method, describe(full), steps, nfe, err, full)
         if best is not None:
             out[budget] = best
     return out

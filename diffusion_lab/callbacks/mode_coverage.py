@@ -13,6 +13,11 @@ project's classifier of the training data. Logged:
   ``mode_coverage/min_max_ratio`` (rarest over commonest class count) and
   ``mode_coverage/num_samples``.
 
+* with ``clusters`` = k: ``mode_coverage/clusters_covered`` (share of the k k-means clusters of
+  the real training images' classifier features that the samples reach, each with at least
+  ``min_fraction`` of its expected share) and ``mode_coverage/cluster_purity`` (how well those
+  clusters follow the classes); ``evaluation.inspection.feature_coverage``.
+
 Needs labelled image data (the classifier); otherwise it logs why it skips. EMA weights,
 global rank 0 only.
 """
@@ -27,6 +32,7 @@ from torch import Tensor
 
 from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.evaluation import SampleJudge, generate_samples, why_not_judgeable
+from diffusion_lab.evaluation.inspection import feature_coverage
 from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,7 @@ class ModeCoverage(PeriodicMetric):
         batch_size: int = 500,
         cache_dir: str = ".cache",
         dataset_name: str = "data",
+        clusters: int | None = 20,
     ):
         if num_samples < 2 or batch_size < 1:
             raise ValueError("num_samples must be >= 2 and batch_size >= 1")
@@ -71,6 +78,7 @@ class ModeCoverage(PeriodicMetric):
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.dataset_name = dataset_name
+        self.clusters = clusters
         self._skip_logged = False
 
     @torch.no_grad()
@@ -95,10 +103,17 @@ class ModeCoverage(PeriodicMetric):
             return
         dm, step = trainer.datamodule, trainer.global_step
         k = dm.num_classes
-        counts = SampleJudge.for_data(dm, self.cache_dir, self.dataset_name).histogram(x)
+        judge = SampleJudge.for_data(dm, self.cache_dir, self.dataset_name)
+        counts = judge.histogram(x)
         data_fractions = torch.bincount(dm.train_set.y, minlength=k).double()
         data_fractions /= data_fractions.sum()
         stats = coverage_stats(counts, data_fractions, self.min_fraction)
+        if self.clusters:
+            found = feature_coverage(judge, x, dm.train_set.x, dm.train_set.y,
+                                     k=min(self.clusters, len(dm.train_set)),
+                                     min_fraction=self.min_fraction, seed=self.seed)
+            stats["clusters_covered"] = found["clusters_covered"]
+            stats["cluster_purity"] = found["cluster_purity"]
         names = dm.class_names or [str(c) for c in range(k)]
         n = stats["num_samples"]
         guided = "w=0, null class" if module.num_classes > 0 else "unconditional model"

@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from diffusion_lab.diagnostics.schedule_record import schedule_record
 from diffusion_lab.guidance import (
     check_guidance_scale,
     classifier_free,
@@ -59,6 +60,7 @@ class DiffusionModule(L.LightningModule):
         guidance_scale: float = 1.0,
         clip_denoised: bool = True,
         max_consecutive_nonfinite: int = 20,
+        timesteps=None,
     ):
         super().__init__()
         if not 0.0 <= label_dropout <= 1.0:
@@ -69,7 +71,7 @@ class DiffusionModule(L.LightningModule):
         self.ema = EMA(backbone, decay=ema_decay, warmup=ema_warmup)
         self.schedule = schedule
         self.prediction = prediction
-        self.objective = DenoisingObjective(schedule, prediction, weighting)
+        self.objective = DenoisingObjective(schedule, prediction, weighting, timesteps)
         self.sampler = sampler
         self.optimizer_factory = optimizer
         self.warmup_steps = warmup_steps
@@ -97,6 +99,8 @@ class DiffusionModule(L.LightningModule):
         if self.run_config is not None:
             checkpoint["diffusion_lab_config"] = self.run_config
         checkpoint["diffusion_lab_model"] = self.model_facts()
+        # the schedule by value, so sampling can check it uses the same one
+        checkpoint["diffusion_lab_schedule"] = schedule_record(self.schedule)
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
         if self.codec is not None:
             checkpoint["diffusion_lab_latent"] = self.codec.facts()

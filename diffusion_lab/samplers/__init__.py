@@ -4,15 +4,18 @@
 in 0 (see :mod:`diffusion_lab.discretization`). The last step always returns the denoised mean.
 
 NFE on a grid of n steps: euler, dpmpp_2m, dpmpp_3m, unipc, dpmpp_2m_sde, ddim, ddpm,
-ddpm_large_variance: n; heun: 2n - 1 (``solver_nfe(fn, n)`` reads it; ``count_nfe(D)`` counts
-calls empirically). Orders on the PF-ODE: euler 1, heun and dpmpp_2m 2, dpmpp_3m 3, unipc p + 1.
+ddpm_large_variance, flow_euler, consistency: n; heun, flow_midpoint: 2n - 1 (``solver_nfe(fn, n)`` reads it; ``count_nfe(D)`` counts
+calls empirically). Orders on the PF-ODE: euler 1, heun and dpmpp_2m 2, dpmpp_3m 3, unipc p + 1;
+in t on the linear flow path (``samplers/flow.py``): flow_euler 1, flow_midpoint 2.
 """
 
 from functools import partial
 
 from diffusion_lab.samplers._common import CountingDenoiser, count_nfe, solver_nfe
+from diffusion_lab.samplers.consistency_sampling import consistency
 from diffusion_lab.samplers.ddim_ddpm import ddim, ddpm, ddpm_large_variance
 from diffusion_lab.samplers.dpmpp_sde import dpmpp_2m_sde
+from diffusion_lab.samplers.flow import flow_euler, flow_midpoint
 from diffusion_lab.samplers.multistep import dpmpp_3m
 from diffusion_lab.samplers.ode import dpmpp_2m, euler, heun
 from diffusion_lab.samplers.unipc import unipc
@@ -38,6 +41,7 @@ SOLVERS = {
 __all__ = [
     "SOLVERS",
     "CountingDenoiser",
+    "consistency",
     "count_nfe",
     "ddim",
     "ddpm",
@@ -46,6 +50,8 @@ __all__ = [
     "dpmpp_2m_sde",
     "dpmpp_3m",
     "euler",
+    "flow_euler",
+    "flow_midpoint",
     "heun",
     "solver_nfe",
     "unipc",

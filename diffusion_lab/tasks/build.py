@@ -26,11 +26,18 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
     schedule = instantiate(cfg.schedule)
     prediction = instantiate(cfg.objective.prediction)
     weighting = instantiate(cfg.objective.weighting)
+    # training timestep draws (timestep_sampling.py); configs without them: U{0..T-1}
+    timesteps = instantiate(cfg.objective.timesteps) if cfg.objective.get("timesteps") else None
     with torch.device("meta") if meta else contextlib.nullcontext():
         backbone = instantiate(cfg.backbone, _convert_="all")
     sampler = instantiate(cfg.sampler, _convert_="all")
     optimizer = instantiate(cfg.module.optimizer, _convert_="all")
-    module = DiffusionModule(
+    module_class, stage_options = DiffusionModule, {}
+    if cfg.get("distill"):  # stage=distill: the student of a trained checkpoint
+        from diffusion_lab.distill.build import student_options
+
+        module_class, stage_options = student_options(cfg.distill)
+    module = module_class(
         backbone=backbone,
         schedule=schedule,
         prediction=prediction,
@@ -46,6 +53,8 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
         # images live in [-1, 1]; point data has no such bound
         clip_denoised=bool(cfg.module.get("clip_denoised", True)) and cfg.data.get("image_size") is not None,
         max_consecutive_nonfinite=int(cfg.module.get("max_consecutive_nonfinite", 20)),
+        timesteps=timesteps,
+        **stage_options,
     )
     module.run_config = config_to_dict(cfg)
     return module

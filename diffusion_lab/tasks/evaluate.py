@@ -71,12 +71,20 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     )
     from diffusion_lab.tasks.guidance_setup import configure_guidance
     from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-    from diffusion_lab.tasks.validate import validate_sample_config, validate_sampling
+    from diffusion_lab.tasks.schedule_check import check_schedule_agreement
+    from diffusion_lab.tasks.validate import (
+        validate_counts,
+        validate_sample_config,
+        validate_sampling,
+    )
 
     validate_sample_config(cfg)
+    if cfg.get("inspect"):
+        validate_counts(cfg, "inspect.num_samples", "inspect.clusters")
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt, autoencoder=cfg.get("autoencoder_path"),
                                     latent_scale=cfg.get("latent_scale")).to(cfg.device)
+    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)
     validate_sampling(cfg, module.schedule, module)
@@ -104,6 +112,13 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         "guidance_scale": cfg.guidance.scale,
         **evaluate_module(module, datamodule, eval_cfg, run_dir),
     }
+    if cfg.get("inspect"):  # memorisation and feature-cluster coverage
+        from diffusion_lab.evaluation.inspection import inspect_unconditional
+
+        result.update(inspect_unconditional(
+            module, datamodule, num_samples=cfg.inspect.num_samples, clusters=cfg.inspect.clusters,
+            seed=cfg.seed, cache_dir=cfg.paths.cache_dir, dataset_name=train_cfg.data.name,
+            out_dir=run_dir))
     atomic_write_json(result, run_dir / "metrics.json")
     for k, v in result.items():
         print(f"{k}: {v}")

@@ -18,6 +18,7 @@ from diffusion_lab.tasks.build import (
 )
 from diffusion_lab.tasks.guidance_setup import configure_guidance
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
+from diffusion_lab.tasks.schedule_check import check_schedule_agreement
 from diffusion_lab.tasks.validate import validate_sample_config, validate_sampling
 from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.plots import scatter_png
@@ -29,6 +30,7 @@ def sample(cfg: DictConfig) -> dict:
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt, autoencoder=cfg.get("autoencoder_path"),
                                     latent_scale=cfg.get("latent_scale")).to(cfg.device)
+    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)
     validate_sampling(cfg, module.schedule, module)

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns the final metrics."""
+    if cfg.get("distill"):  # stage=distill: the teacher's model and data, from its checkpoint
+        from diffusion_lab.distill.build import adopt_teacher_config
+
+        adopt_teacher_config(cfg)
     latent = is_latent(cfg)
     if latent:  # the backbone is built for the autoencoder's latents
         make_latent_config(cfg)

@@ -26,6 +26,8 @@ from diffusion_lab.tasks.io import CheckpointError
 # Packages whose constructors only build tensors, modules and plain objects.
 TRUSTED_PACKAGES = (
     "diffusion_lab.schedules",
+    "diffusion_lab.paths",
+    "diffusion_lab.timestep_sampling",
     "diffusion_lab.parametrization",
     "diffusion_lab.weighting",
     "diffusion_lab.backbones",

@@ -1,0 +1,1 @@
+"""Few-step generation by consistency distillation (Song et al. 2023) of a trained model."""

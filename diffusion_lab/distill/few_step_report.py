@@ -1,0 +1,64 @@
+"""Few-step quality and speed: judge accuracy, FID (the data classifier's features) and
+sampling images/s of checkpoints under given samplers, all from the same noise and labels.
+
+Rows are (name, checkpoint, SamplerSpec, guidance scale). The default set for a student and its
+teacher (:func:`student_rows`): the student at 1, 2, 4 consistency steps, the guided teacher at
+its 20-NFE sampler and, optionally, at 1000-step DDPM. :func:`nfe_rows` gives any checkpoint at
+several step counts of one sampler (flow vs eps at NFE 5, 10, 20).
+"""
+
+from __future__ import annotations
+
+import time
+
+from diffusion_lab.discretization import LogSNRSpacing, UniformSpacing
+from diffusion_lab.evaluation import SampleJudge, generate_samples, grid_labels, sampler_name
+from diffusion_lab.sampler_spec import SamplerSpec
+from diffusion_lab.samplers import ddpm, dpmpp_2m
+from diffusion_lab.samplers.consistency_sampling import ConsistencySpacing, consistency
+
+__all__ = ["measure_rows", "nfe_rows", "student_rows"]
+
+
+def student_rows(teacher_ckpt: str, student_ckpt: str, student_module, *, steps=(1, 2, 4),
+                 ddpm_steps: int | None = None) -> list[tuple]:
+    """The student at ``steps`` consistency steps (its spacing's range) and the teacher at
+    DPM-Solver++(2M) 20 steps (log-SNR spacing: the default sampler), guided at the scale the
+    student learned; with ``ddpm_steps``, also the teacher's ancestral DDPM at that many steps."""
+    w = student_module.teacher_guidance_scale
+    spacing = student_module.sampler.spacing
+    spacing = spacing if isinstance(spacing, ConsistencySpacing) else ConsistencySpacing()
+    rows = [(f"student {k}-step", student_ckpt, SamplerSpec(consistency, spacing, k), w) for k in steps]
+    rows.append(("teacher dpmpp_2m 20", teacher_ckpt, SamplerSpec(dpmpp_2m, LogSNRSpacing(), 20), w))
+    if ddpm_steps:
+        rows.append((f"teacher ddpm {ddpm_steps}", teacher_ckpt, SamplerSpec(ddpm, UniformSpacing(), ddpm_steps), w))
+    return rows
+
+
+def nfe_rows(name: str, ckpt: str, spec_for_nfe, nfes=(5, 10, 20), guidance_scale: float = 1.0) -> list[tuple]:
+    """``ckpt`` at each NFE in ``nfes``: ``spec_for_nfe(n)`` -> SamplerSpec."""
+    return [(f"{name} {n} NFE", ckpt, spec_for_nfe(n), guidance_scale) for n in nfes]
+
+
+def measure_rows(rows, load, *, samples_per_class: int, seed: int, cache_dir: str,
+                 batch_size: int = 500) -> list[dict]:
+    """For each row: samples (labels = every class ``samples_per_class`` times, noise of
+    (seed, i)), wall time, accuracy and FID. ``load(ckpt) -> (module, datamodule, data name)``."""
+    out, judges = [], {}
+    for name, ckpt, spec, w in rows:
+        module, datamodule, data_name = load(ckpt)
+        if data_name not in judges:
+            judges[data_name] = SampleJudge.for_data(datamodule, cache_dir, data_name)
+        labels = grid_labels(module.num_classes, samples_per_class)
+        start = time.perf_counter()
+        x = generate_samples(module, labels, len(labels), seed=seed, guidance_scale=w, sampler=spec,
+                             batch_size=batch_size, distributed=False, progress=name)
+        seconds = time.perf_counter() - start
+        scores = judges[data_name](x, labels, w)
+        out.append({"name": name, "checkpoint": str(ckpt), "sampler": sampler_name(spec),
+                    "steps": spec.steps, "nfe": spec.nfe, "guidance_scale": w,
+                    "samples": len(x), "seed": seed, "seconds": round(seconds, 2),
+                    "images_per_s": round(len(x) / seconds, 1),
+                    "accuracy": round(scores["sample_accuracy"], 4),
+                    "fid": round(scores["fid_classifier"], 3)})
+    return out

@@ -1,0 +1,83 @@
+"""Few-step student vs teacher (and flow vs eps) table: accuracy, FID, images/s.
+
+  python scripts/few_step_report.py --teacher T.ckpt --student S.ckpt [--ddpm-steps 1000]
+  python scripts/few_step_report.py --nfe-model flow=F.ckpt --nfe-model eps=E.ckpt --nfe 5 10 20
+Samples: --samples-per-class per class (default 100), noise from --seed (default 12345).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from diffusion_lab.discretization import LogSNRSpacing
+from diffusion_lab.distill.few_step_report import measure_rows, nfe_rows, student_rows
+from diffusion_lab.sampler_spec import SamplerSpec
+from diffusion_lab.samplers import dpmpp_2m
+from diffusion_lab.tasks.build import module_from_checkpoint
+from diffusion_lab.tasks.errors import ConfigError, exit_on_user_error
+from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
+from diffusion_lab.tasks.io import load_checkpoint_file
+
+
+def _loader():
+    cache = {}
+
+    def load(path):
+        if path not in cache:
+            ckpt = load_checkpoint_file(path)
+            cache[path] = (module_from_checkpoint(ckpt, path=path), datamodule_from_checkpoint(ckpt),
+                           ckpt["diffusion_lab_config"]["data"]["name"])
+        return cache[path]
+
+    return load
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher"), p.add_argument("--student")
+    p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--ddpm-steps", type=int, default=None)
+    p.add_argument("--nfe-model", action="append", default=[], metavar="NAME=CKPT")
+    p.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20])
+    p.add_argument("--guidance-scale", type=float, default=1.0, help="for --nfe-model rows")
+    p.add_argument("--samples-per-class", type=int, default=100)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    load = _loader()
+    with exit_on_user_error():
+        if args.samples_per_class < 1 or min(args.steps) < 1 or min(args.nfe) < 1:
+            raise ConfigError("--samples-per-class, --steps and --nfe must be >= 1")
+        if bool(args.teacher) != bool(args.student) or not (args.teacher or args.nfe_model):
+            raise ConfigError("give --teacher and --student, and/or --nfe-model NAME=CKPT")
+        rows = []
+        if args.student:
+            rows += student_rows(args.teacher, args.student, load(args.student)[0],
+                                 steps=args.steps, ddpm_steps=args.ddpm_steps)
+        for item in args.nfe_model:
+            name, _, ckpt = item.partition("=")
+            if not ckpt:
+                raise ConfigError(f"--nfe-model wants NAME=CKPT, got {item!r}")
+            rows += nfe_rows(name, ckpt, lambda n: SamplerSpec(dpmpp_2m, LogSNRSpacing(), n),
+                             args.nfe, args.guidance_scale)
+        results = measure_rows(rows, load, samples_per_class=args.samples_per_class, seed=args.seed,
+                               cache_dir=os.environ.get("DIFFUSION_LAB_CACHE", ".cache"))
+    print(f"| model | NFE | accuracy | FID | images/s |  ({results[0]['samples']} samples, seed {args.seed}, "
+          f"{torch.get_num_threads()} threads)")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['name']} (w={r['guidance_scale']:g}) | {r['nfe']} | {r['accuracy']:.3f} | "
+              f"{r['fid']:.2f} | {r['images_per_s']:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Consistency distillation: the boundary condition, a tiny run that moves the student towards
+the teacher's multi-step samples from the same noise, resume, sampling a student checkpoint,
+and bad distillation inputs refused in one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import compose_config
+
+from diffusion_lab.discretization import KarrasSpacing
+from diffusion_lab.distill.consistency import ConsistencyFunction, consistency_coefficients
+from diffusion_lab.sampler_spec import SamplerSpec
+from diffusion_lab.samplers import heun
+from diffusion_lab.samplers.consistency_sampling import ConsistencySpacing, consistency
+from diffusion_lab.tasks.build import module_from_checkpoint
+from diffusion_lab.tasks.errors import ConfigError
+from diffusion_lab.tasks.io import load_checkpoint_file
+from diffusion_lab.tasks.train import train
+
+TINY = ["experiment=toy2d_moons", "backbone.hidden=32", "backbone.depth=2",
+        "data.module.dataset.n=400", "data.module.batch_size=64"]
+QUIET = ["logger=none", "trainer.enable_progress_bar=false", "eval.enabled=false",
+         "callbacks=none", "trainer.deterministic=true"]
+
+
+def test_boundary_condition_identity_at_the_smallest_level():
+    """f(x, s_min) = x exactly whatever the network; f -> D well above s_min."""
+    net = torch.nn.Linear(4, 4)
+    f = ConsistencyFunction(lambda x, s, c: net(x) * 7.0, sigma_min=0.002)
+    x = torch.randn(5, 4)
+    assert torch.equal(f(x, torch.full((5,), 0.002, dtype=torch.float64)), x)
+    c_skip, c_out = consistency_coefficients(torch.tensor([0.002, 5.0], dtype=torch.float64), 0.002)
+    assert c_skip[0] == 1 and c_out[0] == 0
+    assert c_skip[1] < 2e-4 and c_out[1] > 0.999
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A briefly trained toy teacher and its student distilled for 150 steps."""
+    root = tmp_path_factory.mktemp("distill")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(compose_config("train", [*TINY, *QUIET, "trainer.max_steps=200",
+                                       "trainer.val_check_interval=100"], root / "teacher"))
+        teacher_ckpt = root / "teacher" / "checkpoints" / "last.ckpt"
+        student_opts = [*QUIET, "stage=distill", f"distill.teacher_ckpt={teacher_ckpt}",
+                        "distill.num_levels=10", "trainer.val_check_interval=50"]
+        train(compose_config("train", [*student_opts, "trainer.max_steps=150"], root / "student"))
+    finally:
+        torch.set_num_threads(before)
+    return root, teacher_ckpt, student_opts
+
+
+def test_distilled_student_gets_closer_to_the_teacher(runs):
+    root, teacher_ckpt, _ = runs
+    teacher = module_from_checkpoint(load_checkpoint_file(teacher_ckpt))
+    student = module_from_checkpoint(load_checkpoint_file(root / "student" / "checkpoints" / "last.ckpt"))
+    assert type(student).__name__ == "ConsistencyDistillationModule"
+    labels = torch.arange(256) % 2
+    # the teacher's ODE over the range distilled (top 80, where the student starts), same noise
+    ode = SamplerSpec(heun, KarrasSpacing(sigma_max=80.0), 16)
+    want = teacher.sample(labels=labels, seed=5, sampler=ode,
+                          guidance_scale=student.teacher_guidance_scale)
+    gaps = {}
+    for k in (1, 2):
+        spec = SamplerSpec(consistency, ConsistencySpacing(), k)
+        trained = student.sample(labels=labels, seed=5, sampler=spec)
+        student.ema.model.load_state_dict(teacher.ema.model.state_dict())  # the untrained student
+        untrained = student.sample(labels=labels, seed=5, sampler=spec)
+        student.load_state_dict(load_checkpoint_file(root / "student" / "checkpoints" / "last.ckpt")["state_dict"])
+        gaps[k] = ((trained - want).norm(dim=1).mean().item(), (untrained - want).norm(dim=1).mean().item())
+    for k, (trained_gap, untrained_gap) in gaps.items():
+        assert trained_gap < 0.7 * untrained_gap, gaps
+    print("gaps (trained, untrained) by steps:", gaps)
+
+
+def test_distillation_resumes_to_the_same_weights(runs, tmp_path):
+    _, _, opts = runs
+    ckpts = ["++callbacks.checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+             "++callbacks.checkpoint.dirpath=${paths.checkpoint_dir}",
+             "++callbacks.checkpoint.filename='step{step:07d}'", "++callbacks.checkpoint.auto_insert_metric_name=false",
+             "++callbacks.checkpoint.save_top_k=-1", "++callbacks.checkpoint.every_n_train_steps=6"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = [*opts, *ckpts, "trainer.max_steps=12", "trainer.val_check_interval=6"]
+        train(compose_config("train", base, tmp_path / "ref"))
+        mid = tmp_path / "ref" / "checkpoints" / "step0000006.ckpt"
+        train(compose_config("train", [*base, f"ckpt_path={mid}"], tmp_path / "resumed"))
+    finally:
+        torch.set_num_threads(before)
+    a = load_checkpoint_file(tmp_path / "ref" / "checkpoints" / "last.ckpt")
+    b = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 12
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert not any(k.startswith("teacher") for k in a["state_dict"])  # the teacher is not stored
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["stage=distill"], "stage=distill needs distill.teacher_ckpt=<a trained checkpoint>"),
+    (["stage=distill", "distill.teacher_ckpt=/nonexistent.ckpt"], "distill.teacher_ckpt: no such file /nonexistent.ckpt"),
+    (["TEACHER", "distill.num_levels=1"], "distill.num_levels must be an integer >= 2, got 1"),
+    (["TEACHER", "distill.teacher_solver=rk4"], "distill.teacher_solver must be one of ('heun', 'euler'), got 'rk4'"),
+    (["TEACHER", "distill.guidance_scale=-1"], "distill.guidance_scale must be a finite number >= 0"),
+    (["TEACHER", "sampler.spacing.sigma_hi=0"], "need 0 < sigma_lo <= sigma_hi < sigma_max"),
+])
+def test_bad_distillation_inputs_are_refused_in_one_line(runs, tmp_path, overrides, message):
+    from diffusion_lab.distill.build import adopt_teacher_config
+    from diffusion_lab.tasks.validate import validate_train_config
+
+    _, teacher_ckpt, _ = runs
+    if overrides[0] == "TEACHER":
+        overrides = ["stage=distill", f"distill.teacher_ckpt={teacher_ckpt}", *overrides[1:]]
+    cfg = compose_config("train", [*QUIET, *overrides], tmp_path / "run")
+    with pytest.raises(ConfigError) as info:
+        adopt_teacher_config(cfg)
+        validate_train_config(cfg)
+    assert message in str(info.value) and "\n" not in str(info.value)
