@@ -45,8 +45,12 @@ TINY = {
         "callbacks.sample_grid.samples_per_class=1", "callbacks.sample_grid.num_samples=8",
         "logger=csv", "sampler.steps=2", "eval.samples_per_class=2", "data.module.batch_size=8",
         "module.warmup_steps=0", "hydra.sweeper.n_trials=2", "eval.enabled=false",
+        "autoencoder.max_steps=2",
     ],
     "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2"],
+    "train_autoencoder.py": ["trainer.max_steps=2", "trainer.val_check_interval=2",
+                             "trainer.enable_progress_bar=false", "logger=csv",
+                             "callbacks.reconstructions.every_n_steps=2"],
     "evaluate.py": ["samples_per_class=2", "sampler.steps=2", "inspect.num_samples=8",
                     "inspect.clusters=3"],
     "optimize_grid.py": ["--steps", "2", "--samples", "2", "--fine", "20", "--sweeps", "1"],
@@ -65,7 +69,8 @@ TINY = {
 # the README's examples of refused values -> what the one-line error says
 REFUSED = {"sampler.steps=2000": "exceeds the 1000 training timesteps",
            "backbone.groups=5": "groups=5 must divide every width"}
-ONLY_IF_PRESENT = {"hydra.sweeper.n_trials": "hparams_search="}
+ONLY_IF_PRESENT = {"hydra.sweeper.n_trials": "hparams_search=",
+                   "autoencoder.max_steps": "experiment=mnist5k_latent"}
 NOT_IF_PRESENT = {"eval.enabled": "hparams_search="}
 
 

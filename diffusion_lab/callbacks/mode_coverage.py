@@ -105,6 +105,7 @@ class ModeCoverage(PeriodicMetric):
         k = dm.num_classes
         judge = SampleJudge.for_data(dm, self.cache_dir, self.dataset_name)
         counts = judge.histogram(x)
+        dm = getattr(dm, "pixel_data", dm)  # a latent model's samples are decoded images
         data_fractions = torch.bincount(dm.train_set.y, minlength=k).double()
         data_fractions /= data_fractions.sum()
         stats = coverage_stats(counts, data_fractions, self.min_fraction)

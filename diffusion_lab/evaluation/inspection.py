@@ -64,6 +64,9 @@ def embedding_health(module, datamodule, seed: int = 0, num_inputs: int = 16) ->
     """Timestep-embedding health of the EMA network on fixed noisy real images."""
     data = datamodule.val_set or datamodule.train_set
     x0 = data.x[:num_inputs].to(module.device)
+    codec = getattr(module, "codec", None)
+    if codec is not None and tuple(x0.shape[1:]) != tuple(module.sample_shape):
+        x0 = codec.encode(x0)  # images of a latent model: the network sees their latents
     cond = data.y[:num_inputs].to(module.device) if module.num_classes > 0 else None
     result = health_on_data(module.ema.model, module.schedule, x0, cond, seed=seed)
     return {"time_embedding_status": result["status"],
@@ -86,6 +89,6 @@ def inspect_unconditional(module, datamodule, *, num_samples: int, clusters: int
     x = generate_samples(module, None, num_samples, seed=seed, guidance_scale=None,
                          distributed=False, progress="inspection samples (unconditional)")
     judge = SampleJudge.for_data(datamodule, cache_dir, dataset_name)
-    train = datamodule.train_set
+    train = getattr(datamodule, "pixel_data", datamodule).train_set  # decoded samples: images
     return {**health, **memorization(judge, x, train.x, out_dir),
             **feature_coverage(judge, x, train.x, train.y, k=clusters, seed=seed)}

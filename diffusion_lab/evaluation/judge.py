@@ -59,7 +59,9 @@ class SampleJudge:
     @classmethod
     def for_data(cls, datamodule, cache_dir: str | os.PathLike, dataset_name: str) -> SampleJudge:
         """The judge of a labelled image datamodule: its cached classifier (trained once per
-        dataset), FID against its training split, reliability on its validation split."""
+        dataset), FID against its training split, reliability on its validation split.
+        A latent datamodule is judged by its images (``pixel_data``): samples are decoded."""
+        datamodule = getattr(datamodule, "pixel_data", datamodule)
         reason = why_not_judgeable(datamodule)
         if reason:
             raise ValueError(f"cannot judge samples: {reason}")

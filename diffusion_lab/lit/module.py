@@ -91,6 +91,13 @@ class DiffusionModule(L.LightningModule):
         # The resolved run config (plain dict), stored in checkpoints so a checkpoint
         # alone rebuilds its model for sampling; set by the task that builds the module.
         self.run_config: dict | None = None
+        # latent models: the autoencoder and scale samples are decoded with (latent/codec.py)
+        self.codec = None
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """What a sample shows: x itself for pixel models, the decoded image for latent ones.
+        Every grid, strip and metric calls it (through ``sample``) before looking at samples."""
+        return x if self.codec is None else self.codec.decode(x)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
@@ -99,6 +106,8 @@ class DiffusionModule(L.LightningModule):
         # the schedule by value, so sampling can check it uses the same one
         checkpoint["diffusion_lab_schedule"] = schedule_record(self.schedule)
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
+        if self.codec is not None:
+            checkpoint["diffusion_lab_latent"] = self.codec.facts()
         # The W&B run id, so a resumed run continues this one. (After a ddp_spawn run the
         # main process saves with the module detached from its trainer.)
         for logger in self._trainer.loggers if self._trainer is not None else []:
@@ -185,6 +194,8 @@ class DiffusionModule(L.LightningModule):
             denoiser = classifier_free(denoiser, scale, self.num_classes)
         if self.clip_denoised:
             denoiser = clip_denoised(denoiser, -1.0, 1.0)
+        elif getattr(self.codec, "bound", None):  # latents: the range measured on the data
+            denoiser = clip_denoised(denoiser, -self.codec.bound, self.codec.bound)
         return denoiser
 
     def sampler_or_default(self, sampler: SamplerSpec | None = None) -> SamplerSpec:
@@ -204,8 +215,10 @@ class DiffusionModule(L.LightningModule):
         use_ema: bool = True,
         callback=None,
         shape: tuple[int, ...] | None = None,
+        decode: bool = True,
     ) -> torch.Tensor:
-        """Draw samples; sample i uses noise from (seed, indices[i]) whatever the batch."""
+        """Draw samples; sample i uses noise from (seed, indices[i]) whatever the batch.
+        ``decode``: images (``self.decode``) rather than the latents a latent model samples."""
         if labels is not None:
             labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
             num_samples = labels.shape[0]
@@ -220,7 +233,7 @@ class DiffusionModule(L.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            return spec.sample(
+            x = spec.sample(
                 self.denoiser(use_ema=use_ema, guidance_scale=guidance_scale),
                 self.schedule,
                 (num_samples, *shape),
@@ -230,6 +243,7 @@ class DiffusionModule(L.LightningModule):
                 callback=callback,
                 device=self.device,
             )
+            return self.decode(x) if decode else x
         finally:
             self.train(was_training)
 

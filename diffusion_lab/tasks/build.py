@@ -103,8 +103,9 @@ def adopt_checkpoint_schedule(cfg: DictConfig, ckpt: dict) -> None:
         cfg.schedule = OmegaConf.create(stored)
 
 
-def build_datamodule(cfg: DictConfig):
-    """Instantiate data.module, load the data, and check it matches data.* facts."""
+def build_datamodule(cfg: DictConfig, encode: bool = True):
+    """Instantiate data.module, load the data, and check it matches data.* facts; with an
+    autoencoder in ``cfg`` (and ``encode``), the data encoded to its latents."""
     dm = instantiate(cfg.data.module, _convert_="all")
     try:
         dm.setup("fit")
@@ -122,7 +123,9 @@ def build_datamodule(cfg: DictConfig):
                 f"data says {cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size} "
                 f"but the loaded images are {c}x{h}x{w}"
             )
-    return dm
+    from diffusion_lab.latent.stage import is_latent, latent_datamodule
+
+    return latent_datamodule(cfg, dm) if encode and is_latent(cfg) else dm
 
 
 def build_callbacks(cfg: DictConfig) -> list:
@@ -167,8 +170,11 @@ def stored_config(ckpt: dict, path="checkpoint") -> DictConfig:
     return OmegaConf.create(run_config)
 
 
-def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint") -> DiffusionModule:
-    """Rebuild the module a checkpoint was trained with and load its weights.
+def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint",
+                           autoencoder: str | None = None, latent_scale=None) -> DiffusionModule:
+    """Rebuild the module a checkpoint was trained with and load its weights; a latent model
+    gets its decoder back (``latent/codec.py``: ``autoencoder`` and ``latent_scale`` are checked
+    against what the checkpoint stores, never silently used).
 
     Raises CheckpointError, one line naming the mismatch, when the weights do not fit the
     model the stored config builds, or hold NaN/inf, or the config names a class that is not
@@ -188,6 +194,12 @@ def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint") ->
     if bad is not None:
         raise CheckpointError(f"{path} holds non-finite weights: {bad[0]} has {bad[1]} NaN/inf values")
     module.load_state_dict(ckpt["state_dict"])
+    if ckpt.get("diffusion_lab_latent"):
+        from diffusion_lab.latent.codec import codec_from_facts
+
+        module.codec = codec_from_facts(ckpt["diffusion_lab_latent"], path, autoencoder, latent_scale)
+    elif autoencoder is not None or latent_scale is not None:
+        raise ConfigError(f"{path} is a pixel-space model: autoencoder_path and latent_scale do not apply")
     return module.to(map_location).eval() if isinstance(map_location, (str, torch.device)) else module
 
 

@@ -82,7 +82,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     if cfg.get("inspect"):
         validate_counts(cfg, "inspect.num_samples", "inspect.clusters")
     ckpt = load_checkpoint_file(cfg.ckpt)
-    module = module_from_checkpoint(ckpt).to(cfg.device)
+    module = module_from_checkpoint(ckpt, path=cfg.ckpt, autoencoder=cfg.get("autoencoder_path"),
+                                    latent_scale=cfg.get("latent_scale")).to(cfg.device)
     check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)

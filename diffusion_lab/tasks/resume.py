@@ -25,14 +25,17 @@ log = logging.getLogger(__name__)
 
 # What makes two runs the same training (a requeued job has them all equal); the rest of the
 # config (step budget, logging, callbacks, evaluation, paths) may change between resumes.
-TRAINING_KEYS = ("seed", "schedule", "objective", "backbone", "data", "module", "guidance.label_dropout",
+TRAINING_KEYS = ("seed", "schedule", "objective", "backbone", "data", "module", "autoencoder",
+                 "guidance.label_dropout",
                  "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches")
 # What an explicitly named checkpoint must share with this run: otherwise training continues
 # under another noise process or target, silently.
 PROCESS_KEYS = ("schedule", "objective")
-# how the same computation runs (compiled or not, activations stored or recomputed)
+# how the same computation runs (compiled or not, activations stored or recomputed), and
+# where an autoencoder lies (it is compared by its weights, autoencoder.identity)
 IGNORED = ("data.module.num_workers", "module.compile", "module.compile_mode",
-           "module.compile_sampling_mode", "module.compile_backend", "backbone.checkpointing")
+           "module.compile_sampling_mode", "module.compile_backend", "backbone.checkpointing",
+           "autoencoder.path")
 
 
 def _leaves(node, where: str = ""):

@@ -28,7 +28,8 @@ from diffusion_lab.utils.plots2d import reference_limits
 def sample(cfg: DictConfig) -> dict:
     validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
-    module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
+    module = module_from_checkpoint(ckpt, path=cfg.ckpt, autoencoder=cfg.get("autoencoder_path"),
+                                    latent_scale=cfg.get("latent_scale")).to(cfg.device)
     check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
     adopt_checkpoint_schedule(cfg, ckpt)
     configure_guidance(module, cfg.guidance, cfg.device)

@@ -20,6 +20,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from diffusion_lab.latent.stage import (
+    is_latent,
+    log_latent_scale,
+    make_latent_config,
+    run_autoencoder_stage,
+)
 from diffusion_lab.lit.final_checkpoint import STEP_KEY, FinalCheckpoint, final_step
 from diffusion_lab.lit.generate import process_group_size
 from diffusion_lab.lit.rng import TrainingRNG
@@ -51,7 +57,12 @@ def train(cfg: DictConfig) -> dict:
         from diffusion_lab.distill.build import adopt_teacher_config
 
         adopt_teacher_config(cfg)
+    latent = is_latent(cfg)
+    if latent:  # the backbone is built for the autoencoder's latents
+        make_latent_config(cfg)
     validate_train_config(cfg)
+    if latent:
+        run_autoencoder_stage(cfg)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     experiment_dir = Path(cfg.paths.output_root) / cfg.name
@@ -63,6 +74,7 @@ def train(cfg: DictConfig) -> dict:
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
+    module.codec = getattr(datamodule, "codec", None)
     if ckpt_path:
         check_checkpoint_fits(module, resume_from, ckpt_path, "this run's config")
     wandb_run_id = resume_from.get("wandb_run_id")
@@ -83,6 +95,8 @@ def train(cfg: DictConfig) -> dict:
     )
     if logger:
         logger.log_hyperparams(config_to_dict(cfg))
+    if latent:
+        log_latent_scale(trainer, datamodule)
 
     start = time.perf_counter()
     try:

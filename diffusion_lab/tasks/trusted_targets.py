@@ -45,6 +45,10 @@ TRUSTED_NAMES = frozenset(
     # the fitted-grid spacing reads <ckpt>.grids.json; the module's fitting and writing
     # functions stay out
     + ["diffusion_lab.optimized_grid.OptimizedSpacing"]
+    # autoencoders of latent diffusion: build modules; the pretrained one reads a local
+    # diffusers folder (config.json + weights), never a pickle from a checkpoint
+    + ["diffusion_lab.autoencoder.kl_autoencoder.KLAutoencoder",
+       "diffusion_lab.autoencoder.pretrained.PretrainedAutoencoderKL"]
 )
 
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 
 from diffusion_lab.evaluation import describe_sampler
+from diffusion_lab.latent.display import latent_mosaic
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import TrajectoryRecorder
 from diffusion_lab.utils.images import make_grid
@@ -85,12 +86,15 @@ class XtStrips:
         steps = nearest_steps(schedule, sigmas, targets)
         frames = self.animation.frame_steps(spec.steps) if self.animation is not None else []
         recorder = TrajectoryRecorder({i for i in steps if i is not None} | set(frames))
+        codec = getattr(module, "codec", None)
+        if codec is not None and tuple(x0_real.shape[1:]) != tuple(module.sample_shape):
+            x0_real = codec.encode(x0_real.to(module.device)).cpu()  # images of a latent model
         n = x0_real.shape[0]
         labels = None
         if module.num_classes > 0:
             labels = torch.arange(n) % module.num_classes
         final = module.sample(n, labels=labels, sampler=spec, guidance_scale=self.guidance_scale,
-                              seed=self.seed, callback=recorder).cpu()
+                              seed=self.seed, callback=recorder, decode=False).cpu()
         noise = PerSampleNoise(self.seed, range(n), stream=FORWARD_NOISE_STREAM).sample(
             x0_real.shape)
         xt, x0_hat, forward, t_values, sigma_values = [], [], [], [], []
@@ -112,6 +116,9 @@ class XtStrips:
             sigma_values.append(float(sigma))
         trajectory = (Trajectory.from_recorder(recorder, frames, final, schedule) if frames
                       else None)
+        if codec is not None and trajectory is not None:  # the animation shows decoded images
+            trajectory.x = [module.decode(x.to(module.device)).cpu() for x in trajectory.x]
+            trajectory.x0_hat = [module.decode(x.to(module.device)).cpu() for x in trajectory.x0_hat]
         return {"reverse_xt": xt, "reverse_x0_hat": x0_hat, "forward": forward,
                 "t": t_values, "sigma": sigma_values, "steps": steps, "labels": labels,
                 "noise": noise, "trajectory": trajectory}
@@ -128,10 +135,18 @@ class XtStrips:
         }
         image_data = x0_real.dim() == 4
         limits = None if image_data else square_limits(*(c.numpy() for c in s["forward"]))
+        latent = getattr(module, "codec", None) is not None
         images = {}
         for name, title in titles.items():
             caption = f"{title} at t = {t_text} (T = {module.schedule.num_steps}; {where})"
-            if image_data:
+            if image_data and latent:  # the latents themselves, and what they decode to
+                decoded = [module.decode(c.to(module.device)).cpu() for c in s[name]]
+                images[f"decoded_{name}"] = (self._image_strip(decoded, s["t"]),
+                                             f"decoded {caption}; rows: samples, columns: t")
+                image = self._image_strip([latent_mosaic(c) for c in s[name]], s["t"])
+                caption = (f"latent {caption}; each tile: the latent's channels side by side, "
+                           "values / 3; rows: samples, columns: t")
+            elif image_data:
                 image = self._image_strip(s[name], s["t"])
                 caption += "; rows: samples, columns: t"
             else:
