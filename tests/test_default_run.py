@@ -28,7 +28,7 @@ def test_default_run_makes_recognisable_digits(tmp_path):
     (run_dir,) = list((tmp_path / "default").iterdir())
     metrics = json.loads((run_dir / "metrics.json").read_text())
 
-    # The acceptance figure: class-conditional samples at w=1 recognised >= 95%.
+    # The default run's acceptance figure: class-conditional samples at w=1 recognised >= 95%.
     assert metrics["sample_count"] == 1000
     assert metrics["sample_accuracy_w1"] >= 0.95, metrics
     assert metrics["classifier_val_accuracy"] >= 0.97, metrics  # the judge itself is reliable
