@@ -148,4 +148,8 @@ def test_presets_compose(make_cfg, option):
         with pytest.raises(ConfigError, match="trainer: "):
             validate_train_config(cfg)
         cfg = make_cfg(f"{group}={option}", "trainer.accelerator=cpu")
+    from diffusion_lab.latent.stage import is_latent, make_latent_config
+
+    if is_latent(cfg):  # as train() does: the backbone is built for the latents' shape
+        make_latent_config(cfg)
     validate_train_config(cfg)
