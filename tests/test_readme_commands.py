@@ -142,7 +142,8 @@ class Runner:
         if arg in ("ckpt=...", "guidance.guide_ckpt=..."):
             key = arg.split("=", 1)[0]
             return f"{key}=" + str(self.newest("outputs/default/*/checkpoints/last.ckpt"))
-        if "<run>" in arg and re.match(r"[\w.]+=", arg):  # ckpt=, distill.teacher_ckpt=, ...
+        # ckpt=, distill.teacher_ckpt=, ... (not make's ARGS="...": its words are filled one by one)
+        if "<run>" in arg and re.match(r"[\w.]+=", arg) and " " not in arg:
             key, value = arg.split("=", 1)  # that experiment's newest run
             return f"{key}=" + str(self.newest(value.replace("<run>", "*")))
         if "<run>" in arg and arg.endswith(".ckpt"):  # a positional checkpoint (optimize_grid.py)

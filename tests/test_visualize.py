@@ -63,7 +63,7 @@ class OracleModule:
         return d
 
     def sample(self, num_samples=None, *, labels=None, sampler=None, guidance_scale=None,
-               seed=0, callback=None):
+               seed=0, callback=None, decode=True):  # a data-space model: decoding is identity
         n = len(labels) if labels is not None else num_samples
         spec = sampler or self.sampler
         return spec.sample(self.oracle, self.schedule, (n, 2), seed=seed, callback=callback)
