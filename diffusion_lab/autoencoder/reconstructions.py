@@ -9,9 +9,9 @@ latent channel, ``autoencoder/posterior_std``.
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
+from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.loggers.media import log_image, log_scalars
 from diffusion_lab.utils.images import make_grid
 
@@ -33,12 +33,12 @@ def reconstruction_report(autoencoder, x: torch.Tensor, per_row: int = 8) -> tup
     return image, scalars
 
 
-class Reconstructions(L.Callback):
+class Reconstructions(PeriodicMetric):
     def __init__(self, every_n_steps: int = 500, num_images: int = 32, seed: int = 0):
         if every_n_steps < 1 or num_images < 1:
             raise ValueError("every_n_steps and num_images must be >= 1")
-        self.every_n_steps, self.num_images, self.seed = every_n_steps, num_images, seed
-        self.last: dict | None = None
+        super().__init__(every_n_steps, at_train_end=True, min_step=0)
+        self.num_images, self.seed = num_images, seed
 
     def make(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
@@ -58,11 +58,3 @@ class Reconstructions(L.Callback):
                          caption=f"{split} images (odd rows) and reconstructions (even rows), step {step}")
         log_scalars(trainer, scalars, step)
         self.last = {"step": step, "path": path, **scalars}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and step < (trainer.max_steps or -1):
-            self.make(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self.make(trainer, pl_module)

@@ -6,9 +6,9 @@ and at the end of training."""
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
+from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.evaluation import grid_labels
 from diffusion_lab.loggers.media import log_image
 from diffusion_lab.sampler_spec import SamplerSpec
@@ -16,13 +16,14 @@ from diffusion_lab.samplers.consistency_sampling import ConsistencySpacing, cons
 from diffusion_lab.utils.images import make_grid
 
 
-class FewStepGrid(L.Callback):
+class FewStepGrid(PeriodicMetric):
     def __init__(self, every_n_steps: int = 200, steps=(1, 2, 4), samples_per_class: int = 4,
                  seed: int = 0):
         steps = [int(s) for s in steps]
         if every_n_steps < 1 or not steps or min(steps) < 1 or samples_per_class < 1:
             raise ValueError("few_step_grid: every_n_steps, steps and samples_per_class must be >= 1")
-        self.every_n_steps, self.steps = int(every_n_steps), steps
+        super().__init__(int(every_n_steps), at_train_end=True, min_step=0)
+        self.steps = steps
         self.samples_per_class, self.seed = int(samples_per_class), int(seed)
         self.last_path = None
 
@@ -48,11 +49,3 @@ class FewStepGrid(L.Callback):
         caption = (f"step {step}: rows = teacher ({teacher.sampler.nfe} NFE, w = "
                    f"{module.teacher_guidance_scale:g}), student at {', '.join(map(str, self.steps))} steps")
         self.last_path = log_image(trainer, "few_step/grid", image, step, caption=caption)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and step < (trainer.max_steps or -1):
-            self.make(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self.make(trainer, pl_module)

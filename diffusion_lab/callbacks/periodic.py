@@ -1,4 +1,5 @@
-"""The schedule shared by the sample-based metric callbacks (guidance sweep, mode coverage)."""
+"""The schedule shared by the periodic callbacks (sample grid, guidance sweep, mode coverage,
+few-step grid, autoencoder reconstructions, ...): every N steps and at the end of training."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 
+from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.evaluation import grid_labels
 from diffusion_lab.loggers.media import log_image
 from diffusion_lab.utils.images import make_grid
@@ -20,7 +20,7 @@ from diffusion_lab.utils.plots import scatter_png
 from diffusion_lab.utils.plots2d import reference_limits
 
 
-class SampleGrid(L.Callback):
+class SampleGrid(PeriodicMetric):
     def __init__(
         self,
         every_n_steps: int = 1000,
@@ -34,7 +34,7 @@ class SampleGrid(L.Callback):
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         if num_points < 1:
             raise ValueError(f"num_points must be >= 1, got {num_points}")
-        self.every_n_steps = every_n_steps
+        super().__init__(every_n_steps, at_train_end=True, min_step=0)
         self.samples_per_class = samples_per_class
         self.num_samples = num_samples
         self.seed = seed
@@ -65,11 +65,3 @@ class SampleGrid(L.Callback):
         else:
             image = make_grid(x, nrow=nrow, upscale=max(1, 32 // x.shape[-1]))
         self.last_path = log_image(trainer, "samples/grid", image, step, caption=f"step {step}")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and step < (trainer.max_steps or -1):
-            self.make(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self.make(trainer, pl_module)
