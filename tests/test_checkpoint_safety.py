@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_validation import write_checkpoint
 
-from diffusion_lab.tasks.build import build_module, config_to_dict, module_from_checkpoint
+from diffusion_lab.tasks.build import module_from_checkpoint
 from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file
 from diffusion_lab.tasks.resume import resolve_ckpt_path
 from diffusion_lab.tasks.trusted_targets import TRUSTED_NAMES, is_trusted_target
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL_UNET = ["backbone.base_channels=16", "backbone.groups=8", "backbone.num_heads=2"]
 
 
 class Payload:
@@ -37,15 +37,7 @@ class Payload:
 
 
 def genuine(make_cfg, path: Path, edit=None) -> Path:
-    cfg = make_cfg(*SMALL_UNET)
-    module = build_module(cfg)
-    ckpt = {"state_dict": module.state_dict(), "diffusion_lab_config": config_to_dict(cfg),
-            "diffusion_lab_model": module.model_facts(), "global_step": 0}
-    if edit:
-        edit(ckpt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
+    return write_checkpoint(make_cfg, path, edit=edit)
 
 
 def pickle_payload(make_cfg, path: Path, marker: Path) -> Path:
