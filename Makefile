@@ -6,7 +6,7 @@ STAMP := $(VENV)/.install-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install train sample evaluate test test-fast bench lint clean
+.PHONY: help install train sample evaluate recipes test test-fast bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,11 @@ sample: $(STAMP)  ## sample from a checkpoint: ARGS="ckpt=outputs/.../last.ckpt 
 
 evaluate: $(STAMP)  ## metrics from a checkpoint: ARGS="ckpt=..."
 	$(PY) scripts/evaluate.py $(ARGS)
+
+RECIPES := tiny_ddpm schedules ddim_vs_ddpm guidance dead_time_embedding duplication
+recipes: $(STAMP)  ## the six recipes at full size in turn (shared trainings), then docs/recipes/
+	@set -e; for r in $(RECIPES); do $(PY) scripts/recipe.py experiment=recipe_$$r $(ARGS); done
+	$(PY) scripts/recipes_docs.py
 
 test: $(STAMP)  ## the whole test suite, slow end-to-end runs included
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -43,6 +43,9 @@ def main() -> int:
     p.add_argument("--teacher"), p.add_argument("--student")
     p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--ddpm-steps", type=int, default=None)
+    p.add_argument("--ddpm-samples-per-class", type=int, default=None,
+                   help="fewer samples for the DDPM row (ddpm-steps NFE each); the teacher's "
+                        "20-NFE row is repeated at that count")
     p.add_argument("--nfe-model", action="append", default=[], metavar="NAME=CKPT")
     p.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20])
     p.add_argument("--guidance-scale", type=float, default=1.0, help="for --nfe-model rows")
@@ -52,14 +55,17 @@ def main() -> int:
     args = p.parse_args()
     load = _loader()
     with exit_on_user_error():
-        if args.samples_per_class < 1 or min(args.steps) < 1 or min(args.nfe) < 1:
-            raise ConfigError("--samples-per-class, --steps and --nfe must be >= 1")
+        if (args.samples_per_class < 1 or min(args.steps) < 1 or min(args.nfe) < 1
+                or (args.ddpm_samples_per_class is not None and args.ddpm_samples_per_class < 1)):
+            raise ConfigError("--samples-per-class, --ddpm-samples-per-class, --steps and --nfe "
+                              "must be >= 1")
         if bool(args.teacher) != bool(args.student) or not (args.teacher or args.nfe_model):
             raise ConfigError("give --teacher and --student, and/or --nfe-model NAME=CKPT")
         rows = []
         if args.student:
             rows += student_rows(args.teacher, args.student, load(args.student)[0],
-                                 steps=args.steps, ddpm_steps=args.ddpm_steps)
+                                 steps=args.steps, ddpm_steps=args.ddpm_steps,
+                                 ddpm_samples_per_class=args.ddpm_samples_per_class)
         for item in args.nfe_model:
             name, _, ckpt = item.partition("=")
             if not ckpt:
@@ -68,12 +74,12 @@ def main() -> int:
                              args.nfe, args.guidance_scale)
         results = measure_rows(rows, load, samples_per_class=args.samples_per_class, seed=args.seed,
                                cache_dir=os.environ.get("DIFFUSION_LAB_CACHE", ".cache"))
-    print(f"| model | NFE | accuracy | FID | images/s |  ({results[0]['samples']} samples, seed {args.seed}, "
+    print(f"| model | NFE | samples | accuracy | FID | images/s |  (seed {args.seed}, "
           f"{torch.get_num_threads()} threads)")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['name']} (w={r['guidance_scale']:g}) | {r['nfe']} | {r['accuracy']:.3f} | "
-              f"{r['fid']:.2f} | {r['images_per_s']:.0f} |")
+        print(f"| {r['name']} (w={r['guidance_scale']:g}) | {r['nfe']} | {r['samples']} | "
+              f"{r['accuracy']:.3f} | {r['fid']:.2f} | {r['images_per_s']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -174,7 +174,12 @@ def test_recipe_docs_copy_the_newest_report_and_list_the_rest(tmp_path):
         run.mkdir(parents=True)
         (run / "fid.png").write_bytes(b"png")
         (run / "report.md").write_text(f"# Recipe 4\n\n- output folder: `{run}`\n\n{value} ![f](fid.png)\n")
-        (run / "report.json").write_text(json.dumps({"images": ["fid.png"]}))
+        (run / "report.json").write_text(json.dumps({"images": ["fid.png"], "seconds": 90.0,
+                                                     "machine": "m"}))
+    other = tmp_path / "outputs" / "recipe_schedules" / "2026-01-01_00-00-00"
+    other.mkdir(parents=True)
+    (other / "report.md").write_text("# Recipe 2\n")
+    (other / "report.json").write_text(json.dumps({"images": [], "seconds": 150.0, "machine": "m"}))
     pages = write_docs(CONF_DIR, tmp_path / "outputs", tmp_path / "docs")
     page = pages["recipe_guidance"].read_text()
     assert "new ![f](recipe_guidance/fid.png)" in page and "generated from run `2026-02-01" in page
@@ -183,6 +188,8 @@ def test_recipe_docs_copy_the_newest_report_and_list_the_rest(tmp_path):
     index = (tmp_path / "docs" / "README.md").read_text()
     assert "[Recipe 4](recipe_guidance.md)" in index
     assert "run `python scripts/recipe.py experiment=recipe_tiny_ddpm`" in index
+    # the newest report of each recipe only: 90 s + 150 s
+    assert "These 2 reports took 4.0 min of wall time together" in index and "machine: m)" in index
 
 
 def test_a_duplicated_data_checkpoint_opens():

@@ -120,3 +120,37 @@ def test_bad_distillation_inputs_are_refused_in_one_line(runs, tmp_path, overrid
         adopt_teacher_config(cfg)
         validate_train_config(cfg)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_few_step_rows_draw_the_ddpm_row_and_its_20_nfe_twin_at_their_own_count(monkeypatch):
+    """--ddpm-samples-per-class: the DDPM row and a second 20-NFE teacher row at that count (FID
+    compares only at equal counts); every other row at the common count."""
+    import types
+
+    from diffusion_lab.distill import few_step_report as fsr
+
+    student = types.SimpleNamespace(teacher_guidance_scale=2.0,
+                                    sampler=types.SimpleNamespace(spacing=ConsistencySpacing()))
+    rows = fsr.student_rows("T", "S", student, steps=[1, 2], ddpm_steps=30, ddpm_samples_per_class=3)
+    assert [r[0] for r in rows] == ["student 1-step", "student 2-step", "teacher dpmpp_2m 20",
+                                    "teacher dpmpp_2m 20", "teacher ddpm 30"]
+    assert [r[4:] for r in rows] == [(), (), (), (3,), (3,)]
+    assert rows[-1][2].steps == 30 and all(r[3] == 2.0 for r in rows)
+    assert len(fsr.student_rows("T", "S", student, steps=[1], ddpm_steps=30)) == 3
+
+    drawn = []
+
+    def fake_generate(module, labels, n, **kw):
+        drawn.append(n)
+        return torch.zeros(n, 1, 2, 2)
+
+    class Judge:
+        def __call__(self, x, labels, w):
+            return {"sample_accuracy": 1.0, "fid_classifier": 0.0}
+
+    monkeypatch.setattr(fsr, "generate_samples", fake_generate)
+    monkeypatch.setattr(fsr.SampleJudge, "for_data", staticmethod(lambda *a: Judge()))
+    module = types.SimpleNamespace(num_classes=4)
+    out = fsr.measure_rows(rows[2:], lambda ckpt: (module, None, "d"), samples_per_class=5,
+                           seed=0, cache_dir="unused")
+    assert drawn == [20, 12, 12] and [r["samples"] for r in out] == [20, 12, 12]

@@ -27,6 +27,8 @@ README = ROOT / "README.md"
 NOT_RUN = {
     "make test": "the test suite itself",
     "make test-fast": "the test suite itself",
+    "make recipes": "about an hour, and it rewrites docs/recipes/; each recipe runs at tiny "
+                    "size through the README's scripts/recipe.py line and tests/test_recipes.py",
     "make bench": "minutes of timing; its code runs at tiny size in tests/test_bench*.py",
     "python scripts/benchmark.py --readme": "rewrites README.md; tests/test_bench.py covers it",
     "python scripts/benchmark.py --models --diffusers --samplers": "tens of minutes of search; "

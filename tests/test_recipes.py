@@ -84,3 +84,47 @@ def _guidance(numbers, out_dir):
 
 
 CHECKS = {"recipe_dead_time_embedding": _dead_flagged, "recipe_guidance": _guidance}
+
+
+def test_training_key_ignores_paths_and_names_but_not_training(make_cfg, tmp_path):
+    from diffusion_lab.recipes.context import training_key
+
+    base = make_cfg("experiment=recipe_tiny_ddpm", *TINY, run_dir=tmp_path / "a" / "run")
+    moved = make_cfg("experiment=recipe_guidance", *TINY, "name=elsewhere",
+                     run_dir=tmp_path / "b" / "run")
+    assert training_key(base) == training_key(moved)
+    for change in ("schedule=linear", "+backbone.zero_time_embedding=true", "seed=1",
+                   "trainer.max_steps=4", "eval.enabled=false"):
+        other = make_cfg("experiment=recipe_tiny_ddpm", *TINY, change)
+        assert training_key(other) != training_key(base), change
+
+
+@pytest.mark.slow
+def test_recipes_train_a_shared_model_once(make_cfg, tmp_path, monkeypatch, shared_cache):
+    """Recipe 1 trains the base model; recipe 4 then reuses it (same folder, no new training)
+    and says so in its report."""
+    monkeypatch.setenv("DIFFUSION_LAB_CACHE", str(shared_cache))
+    monkeypatch.setenv("DIFFUSION_LAB_PROGRESS", "0")
+    reports = {}
+    for name in ("recipe_tiny_ddpm", "recipe_guidance"):
+        cfg = make_cfg(f"experiment={name}", *TINY, *RECIPES[name][0],
+                       f"paths.cache_dir={shared_cache}", run_dir=tmp_path / name)
+        path = run_recipe(cfg)
+        reports[name] = (path, json.loads((path.parent / "report.json").read_text()))
+    (_, a), (second, b) = reports["recipe_tiny_ddpm"], reports["recipe_guidance"]
+    assert [t["reused"] for t in a["trainings"]] == [False]
+    assert [t["reused"] for t in b["trainings"]] == [True]
+    shared = Path(a["trainings"][0]["run_dir"])
+    assert Path(b["trainings"][0]["run_dir"]) == shared
+    assert shared.parent == tmp_path / "recipe_runs"
+    assert len(list(shared.glob("checkpoints/last.ckpt"))) == 1
+    assert (second.parent / "model").resolve() == shared.resolve()
+    assert "reused, trained by an earlier recipe" in second.read_text()
+    # a folder whose training never finished is trained on, not reused
+    (shared / "metrics.json").unlink()
+    cfg = make_cfg("experiment=recipe_guidance", *TINY, *RECIPES["recipe_guidance"][0],
+                   f"paths.cache_dir={shared_cache}", run_dir=tmp_path / "again")
+    path = run_recipe(cfg)
+    again = json.loads((path.parent / "report.json").read_text())
+    assert [t["reused"] for t in again["trainings"]] == [False]
+    assert (shared / "metrics.json").is_file()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -208,3 +210,38 @@ def test_sampling_sweep_from_one_checkpoint(trained_run, tmp_path):
         assert 0.0 <= r["sample_accuracy"] <= 1.0
         assert r["nfe_per_sample"] == r["steps"]
     assert (sweep / "fid_vs_nfe.png").is_file() and (sweep / "fid_vs_w.png").is_file()
+
+
+def test_warmup_cosine_lr_factor_closed_form():
+    import math
+
+    from diffusion_lab.lit.module import warmup_cosine_lambda
+
+    def f(s):
+        return warmup_cosine_lambda(s, warmup_steps=10, total_steps=110, final_fraction=0.1)
+
+    assert f(0) == pytest.approx(0.1) and f(4) == pytest.approx(0.5)  # linear warm-up
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # = 0.55
+    assert f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)  # held after the end
+
+
+def test_cosine_lr_decay_and_auto_precision_in_a_run(make_cfg, tmp_path):
+    """module.lr_decay=cosine ends at lr_final_fraction x lr at trainer.max_steps (the LR the run
+    logs); trainer.precision=auto is recorded as what it chose on this machine."""
+    from diffusion_lab.reports.run_records import load_history
+    from diffusion_lab.utils.hardware import auto_precision
+
+    run_dir = tmp_path / "run"
+    cfg = make_cfg("backbone=unet_small", *SMALL_UNET, *FAST, "module.lr_decay=cosine",
+                   "module.lr_final_fraction=0.25", "module.optimizer.lr=0.002",
+                   "trainer.precision=auto", run_dir=run_dir)
+    train(cfg)
+    lrs = [v for _, v in load_history(run_dir).get("lr-AdamW", [])]
+    assert len(lrs) >= 3 and lrs[0] == pytest.approx(0.002)
+    assert all(a >= b for a, b in itertools.pairwise(lrs)) and lrs[-1] < 0.002
+    # step s of 4 (no warm-up): 0.25 + 0.75 (1 + cos(pi s / 4)) / 2; the last logged is s = 3
+    assert lrs[-1] == pytest.approx(0.002 * (0.25 + 0.75 * 0.5 * (1 + math.cos(math.pi * 3 / 4))))
+    ckpt = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
+    assert ckpt["diffusion_lab_config"]["trainer"]["precision"] == auto_precision("cpu")
+    assert auto_precision("cpu") in ("bf16-mixed", "32-true")

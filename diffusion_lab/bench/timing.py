@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from diffusion_lab.utils.hardware import native_bf16  # noqa: F401  (re-exported)
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -41,22 +43,6 @@ def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matmuls run in hardware here (CUDA with bf16, or a CPU with AVX-512 BF16 /
-    AMX); elsewhere PyTorch emulates them, ~100x slower than fp32, and timing them says nothing."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    probe = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    if "AVX512" not in probe.upper() and "AMX" not in probe.upper():
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class _MallInfo2(ctypes.Structure):

@@ -21,17 +21,26 @@ __all__ = ["measure_rows", "nfe_rows", "student_rows"]
 
 
 def student_rows(teacher_ckpt: str, student_ckpt: str, student_module, *, steps=(1, 2, 4),
-                 ddpm_steps: int | None = None) -> list[tuple]:
+                 ddpm_steps: int | None = None,
+                 ddpm_samples_per_class: int | None = None) -> list[tuple]:
     """The student at ``steps`` consistency steps (its spacing's range) and the teacher at
     DPM-Solver++(2M) 20 steps (log-SNR spacing: the default sampler), guided at the scale the
-    student learned; with ``ddpm_steps``, also the teacher's ancestral DDPM at that many steps."""
+    student learned; with ``ddpm_steps``, also the teacher's ancestral DDPM at that many steps.
+    ``ddpm_samples_per_class`` draws the DDPM row with fewer samples (it costs ``ddpm_steps``
+    NFE per sample); the teacher's 20-NFE row is then repeated at that count, since FID is
+    biased by the sample count and only rows of equal count compare."""
     w = student_module.teacher_guidance_scale
     spacing = student_module.sampler.spacing
     spacing = spacing if isinstance(spacing, ConsistencySpacing) else ConsistencySpacing()
     rows = [(f"student {k}-step", student_ckpt, SamplerSpec(consistency, spacing, k), w) for k in steps]
     rows.append(("teacher dpmpp_2m 20", teacher_ckpt, SamplerSpec(dpmpp_2m, LogSNRSpacing(), 20), w))
     if ddpm_steps:
-        rows.append((f"teacher ddpm {ddpm_steps}", teacher_ckpt, SamplerSpec(ddpm, UniformSpacing(), ddpm_steps), w))
+        few = (ddpm_samples_per_class,) if ddpm_samples_per_class else ()
+        if few:
+            rows.append(("teacher dpmpp_2m 20", teacher_ckpt, SamplerSpec(dpmpp_2m, LogSNRSpacing(), 20),
+                         w, *few))
+        rows.append((f"teacher ddpm {ddpm_steps}", teacher_ckpt,
+                     SamplerSpec(ddpm, UniformSpacing(), ddpm_steps), w, *few))
     return rows
 
 
@@ -42,14 +51,15 @@ def nfe_rows(name: str, ckpt: str, spec_for_nfe, nfes=(5, 10, 20), guidance_scal
 
 def measure_rows(rows, load, *, samples_per_class: int, seed: int, cache_dir: str,
                  batch_size: int = 500) -> list[dict]:
-    """For each row: samples (labels = every class ``samples_per_class`` times, noise of
-    (seed, i)), wall time, accuracy and FID. ``load(ckpt) -> (module, datamodule, data name)``."""
+    """For each row ``(name, ckpt, spec, w[, samples_per_class])``: samples (labels = every
+    class ``samples_per_class`` times, the row's own count if it has one; noise of (seed, i)),
+    wall time, accuracy and FID. ``load(ckpt) -> (module, datamodule, data name)``."""
     out, judges = [], {}
-    for name, ckpt, spec, w in rows:
+    for name, ckpt, spec, w, *own in rows:
         module, datamodule, data_name = load(ckpt)
         if data_name not in judges:
             judges[data_name] = SampleJudge.for_data(datamodule, cache_dir, data_name)
-        labels = grid_labels(module.num_classes, samples_per_class)
+        labels = grid_labels(module.num_classes, own[0] if own else samples_per_class)
         start = time.perf_counter()
         x = generate_samples(module, labels, len(labels), seed=seed, guidance_scale=w, sampler=spec,
                              batch_size=batch_size, distributed=False, progress=name)

@@ -12,6 +12,7 @@ as ``train/skipped_nonfinite``; see ``nonfinite.py``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -44,6 +45,20 @@ def warmup_lambda(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps)
 
 
+def warmup_cosine_lambda(step: int, warmup_steps: int, total_steps: int,
+                         final_fraction: float) -> float:
+    """Warm-up, then cosine decay to ``final_fraction`` of the learning rate at ``total_steps``:
+
+        f(s) = warmup(s)                                         for s < warmup_steps
+        f(s) = r + (1 - r) (1 + cos(pi p)) / 2,  p = (s - W) / (total - W) clipped to [0, 1]
+    """
+    if step < warmup_steps:
+        return warmup_lambda(step, warmup_steps)
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 class DiffusionModule(L.LightningModule):
     def __init__(
         self,
@@ -54,6 +69,9 @@ class DiffusionModule(L.LightningModule):
         sampler: SamplerSpec,
         optimizer: Callable[..., torch.optim.Optimizer] = DEFAULT_OPTIMIZER,
         warmup_steps: int = 0,
+        lr_decay: str = "constant",
+        lr_final_fraction: float = 0.1,
+        lr_decay_steps: int | None = None,
         ema_decay: float = 0.999,
         ema_warmup: bool = True,
         label_dropout: float = 0.1,
@@ -76,7 +94,16 @@ class DiffusionModule(L.LightningModule):
         self.objective = DenoisingObjective(schedule, prediction, weighting, timesteps)
         self.sampler = sampler
         self.optimizer_factory = optimizer
+        if lr_decay not in ("constant", "cosine"):
+            raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {lr_decay!r}")
+        if not 0.0 <= lr_final_fraction <= 1.0:
+            raise ValueError(f"lr_final_fraction must be in [0, 1], got {lr_final_fraction}")
+        if lr_decay == "cosine" and not (lr_decay_steps and lr_decay_steps > 0):
+            raise ValueError("lr_decay=cosine decays over trainer.max_steps: set it > 0, "
+                             f"got {lr_decay_steps}")
         self.warmup_steps = warmup_steps
+        self.lr_decay, self.lr_final_fraction = lr_decay, lr_final_fraction
+        self.lr_decay_steps = lr_decay_steps
         self.label_dropout = label_dropout
         self.num_classes = num_classes
         self.guidance_scale = self.check_guidance_scale(guidance_scale)
@@ -166,9 +193,11 @@ class DiffusionModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.backbone.parameters())
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, partial(warmup_lambda, warmup_steps=self.warmup_steps)
-        )
+        factor = partial(warmup_lambda, warmup_steps=self.warmup_steps)
+        if self.lr_decay == "cosine":  # over the run's trainer.max_steps
+            factor = partial(warmup_cosine_lambda, warmup_steps=self.warmup_steps,
+                             total_steps=self.lr_decay_steps, final_fraction=self.lr_final_fraction)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ sampling

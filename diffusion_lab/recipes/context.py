@@ -1,10 +1,15 @@
-"""What every recipe does: train a variant of the run config into a sub-folder, reload its
-checkpoint, judge samples with the data classifier, plot loss curves, save grids."""
+"""What every recipe does: train a variant of the run config (once for all recipes that need the
+same one), reload its checkpoint, judge samples with the data classifier, plot loss curves,
+save grids."""
 
 from __future__ import annotations
 
 import copy
+import fcntl
+import hashlib
+import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -42,9 +47,46 @@ class RecipeContext:
 
     def train(self, name: str, **overrides) -> dict:
         """Train the variant; returns {'metrics', 'module' (EMA weights, eval mode), 'datamodule',
-        'run_dir'}."""
+        'run_dir', 'cfg'}.
+
+        Recipes share trainings: a variant is trained once into
+        ``<paths.output_root>/recipe_runs/<key>/``, ``key`` a hash of everything in its config
+        but the paths and names, and every later recipe (or rerun) that needs the same variant
+        reuses it; ``out_dir/name`` links to that folder. A training stopped before its end
+        (``metrics.json`` not written) resumes from its newest checkpoint. ``recipe.share=false``
+        trains into ``out_dir/name`` instead."""
         cfg = self.variant(name, **overrides)
-        metrics = train(cfg)
+        if not (self.cfg.get("recipe") or {}).get("share", True):
+            metrics = train(cfg)
+            self.report.note_training(name, cfg.paths.run_dir, metrics, reused=False)
+            return self._load(cfg, metrics)
+        key = training_key(cfg)
+        shared = Path(self.cfg.paths.output_root) / "recipe_runs" / key
+        shared.mkdir(parents=True, exist_ok=True)
+        with open(shared.parent / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two recipes launched together train it once
+            with open_dict(cfg):
+                cfg.paths.run_dir = str(shared)
+                cfg.paths.checkpoint_dir = str(shared / "checkpoints")
+            done = shared / "metrics.json"
+            reused = done.is_file()
+            if reused:
+                metrics = json.loads(done.read_text())
+                print(f"recipe: reusing the trained {name!r} model in {shared}")
+            else:
+                (shared / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+                if list((shared / "checkpoints").glob("*.ckpt")):
+                    with open_dict(cfg):
+                        cfg.ckpt_path = str(shared)
+                metrics = train(cfg)
+        link = self.out_dir / name
+        if not link.exists():
+            os.symlink(os.path.relpath(shared, self.out_dir), link)
+        self.report.note_training(name, shared, metrics, reused)
+        return self._load(cfg, metrics)
+
+    @staticmethod
+    def _load(cfg: DictConfig, metrics: dict) -> dict:
         ckpt_path = metrics["checkpoint"]
         module = module_from_checkpoint(load_checkpoint_file(ckpt_path), path=ckpt_path)
         return {"metrics": metrics, "module": module, "datamodule": build_datamodule(cfg),
@@ -83,3 +125,18 @@ class RecipeContext:
         image = line_plot_png(xs, series, "training step", "training loss (bin mean)",
                               "training loss")
         return save_png(image, self.out_dir / filename), final
+
+
+def training_key(cfg: DictConfig) -> str:
+    """What identifies a training: a hash of its resolved config without the paths, run names
+    and the recipe node (the run folder itself is replaced by a placeholder wherever the config
+    refers to it)."""
+    probe = copy.deepcopy(cfg)
+    with open_dict(probe):
+        probe.paths.run_dir = "<run>"
+        probe.paths.checkpoint_dir = "<run>/checkpoints"
+    data = OmegaConf.to_container(probe, resolve=True)
+    for drop in ("paths", "name", "recipe", "hydra", "tags", "ckpt_path", "resume"):
+        data.pop(drop, None)
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -37,6 +37,15 @@ class RecipeReport:
         self.body: list[str] = []
         self.numbers: dict = {}
         self.images: list[str] = []
+        self.trainings: list[dict] = []
+
+    def note_training(self, name: str, run_dir: str | os.PathLike, metrics: dict,
+                      reused: bool) -> None:
+        """A model the recipe used: its run folder and training time (recipes share trainings,
+        so a reused model's training time is not in this report's wall time)."""
+        self.trainings.append({"name": name, "run_dir": str(run_dir), "reused": reused,
+                               "steps": metrics.get("global_step"),
+                               "train_seconds": metrics.get("train_seconds")})
 
     def section(self, heading: str, text: str = "") -> None:
         self.body += [f"## {heading}", ""] + ([text, ""] if text else [])
@@ -71,13 +80,18 @@ class RecipeReport:
         head = [f"# {self.title}", "", self.summary, "",
                 f"- command: `{self.command}`",
                 f"- machine: {machine()}; wall time {seconds / 60:.1f} min",
-                f"- output folder: `{self.out_dir}`", ""]
+                f"- output folder: `{self.out_dir}`"]
+        for t in self.trainings:
+            how = "reused, trained by an earlier recipe" if t["reused"] else "trained here"
+            head.append(f"- model `{t['name']}`: {t['steps']} steps, {t['train_seconds']} s of "
+                        f"training ({how}), `{t['run_dir']}`")
+        head.append("")
         path = self.out_dir / "report.md"
         tmp = path.with_name("report.md.tmp")
         tmp.write_text("\n".join(head + self.body).rstrip() + "\n")
         os.replace(tmp, path)
         atomic_write_json({"recipe": self.name, "title": self.title, "command": self.command,
                            "machine": machine(), "seconds": round(seconds, 1),
-                           "numbers": self.numbers, "images": self.images},
+                           "trainings": self.trainings, "numbers": self.numbers, "images": self.images},
                           self.out_dir / "report.json")
         return path

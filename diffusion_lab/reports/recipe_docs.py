@@ -50,10 +50,14 @@ def write_docs(conf_dir: Path, outputs: Path, docs: Path) -> dict[str, Path | No
     """Copy every recipe's newest report; write the index. {name: docs page or None}."""
     docs.mkdir(parents=True, exist_ok=True)
     pages: dict[str, Path | None] = {}
-    rows = []
+    rows, seconds, machines = [], 0.0, set()
     for name in recipe_names(conf_dir):
         report = newest_report(outputs, name)
         pages[name] = copy_report(report, docs, name) if report else None
+        if report:
+            info = json.loads((report.parent / "report.json").read_text())
+            seconds += info.get("seconds", 0.0)
+            machines.add(info.get("machine", "?"))
         title = (report.read_text().splitlines()[0].lstrip("# ") if report else name)
         status = (f"[{title}]({name}.md)" if report
                   else f"{name}: not generated yet, run `python scripts/recipe.py experiment={name}`")
@@ -61,6 +65,11 @@ def write_docs(conf_dir: Path, outputs: Path, docs: Path) -> dict[str, Path | No
     intro = ("Each page is the report its recipe wrote, copied by `python scripts/recipes_docs.py`; "
              "run a recipe with `python scripts/recipe.py experiment=<name>` (its report.md and "
              "PNGs land in its output folder).")
+    found = sum(page is not None for page in pages.values())
+    if found:  # recipes share trainings: each one is timed in the report that trained it
+        intro += (f"\n\nThese {found} reports took {seconds / 60:.1f} min of wall time together "
+                  f"(the sum of their own wall times, shared trainings counted once, in the "
+                  f"report that trained them; machine: {'; '.join(sorted(machines))}).")
     index = ["# Recipes: the practitioner's experiments on 28x28 digits", "", intro, "",
              "| recipe | report |", "|---|---|", *rows, ""]
     (docs / INDEX).write_text("\n".join(index))

@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from diffusion_lab.latent.stage import (
     is_latent,
@@ -51,6 +51,18 @@ from diffusion_lab.tasks.validate import validate_train_config
 log = logging.getLogger(__name__)
 
 
+def resolve_auto_precision(cfg: DictConfig) -> None:
+    """``trainer.precision=auto``: bf16-mixed where bf16 is native, 32-true elsewhere
+    (``utils.hardware.auto_precision``); the run config (and so the checkpoint) records the
+    precision chosen."""
+    if str(cfg.trainer.get("precision")) == "auto":
+        from diffusion_lab.utils.hardware import auto_precision
+
+        with open_dict(cfg):
+            cfg.trainer.precision = auto_precision(str(cfg.trainer.get("accelerator", "cpu")))
+        log.info("trainer.precision=auto: %s on this machine", cfg.trainer.precision)
+
+
 def train(cfg: DictConfig) -> dict:
     """Run one training job described by ``cfg``; returns the final metrics."""
     if cfg.get("distill"):  # stage=distill: the teacher's model and data, from its checkpoint
@@ -61,6 +73,7 @@ def train(cfg: DictConfig) -> dict:
     if latent:  # the backbone is built for the autoencoder's latents
         make_latent_config(cfg)
     validate_train_config(cfg)
+    resolve_auto_precision(cfg)
     if latent:
         run_autoencoder_stage(cfg)
     run_dir = Path(cfg.paths.run_dir)

@@ -153,7 +153,13 @@ def validate_train_config(cfg: DictConfig) -> None:
     with refused_as_config_error("callbacks"):
         build_callbacks(cfg)
     with refused_as_config_error("trainer"), _quiet_lightning():
-        instantiate(cfg.trainer, logger=False, callbacks=[])
+        trainer_cfg = cfg.trainer
+        if str(trainer_cfg.get("precision")) == "auto":  # resolved by train() (utils.hardware)
+            from diffusion_lab.utils.hardware import auto_precision
+
+            trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": auto_precision(
+                str(trainer_cfg.get("accelerator", "cpu")))})
+        instantiate(trainer_cfg, logger=False, callbacks=[])
 
 
 def validate_counts(cfg: DictConfig, *keys: str) -> None:
