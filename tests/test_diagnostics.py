@@ -114,6 +114,7 @@ def _with_record(schedule):
 
 def test_sampling_refuses_a_schedule_other_than_the_trained_one(make_cfg, tmp_path):
     from diffusion_lab.tasks.sample import sample
+    from diffusion_lab.tasks.visualize import visualize
 
     path = write_checkpoint(make_cfg, tmp_path / "model.ckpt", "schedule=cosine",
                             edit=_with_record(cosine_schedule(1000)))
@@ -123,6 +124,9 @@ def test_sampling_refuses_a_schedule_other_than_the_trained_one(make_cfg, tmp_pa
                    run_dir=run_dir)
     with pytest.raises(ConfigError, match="schedule: .* was trained with another noise schedule"):
         sample(cfg)
+    vis = make_cfg(f"ckpt={path}", "+schedule=linear", config_name="visualize", run_dir=run_dir)
+    with pytest.raises(ConfigError, match="schedule: .* was trained with another noise schedule"):
+        visualize(vis)  # the x_t strips and animation go through the same check
     # the stored config no longer builds the recorded values (a changed default, say)
     stale = write_checkpoint(make_cfg, tmp_path / "stale.ckpt", "schedule=cosine",
                              edit=_with_record(linear_schedule(1000)))

@@ -1,4 +1,4 @@
-"""Train/sample schedule agreement for the sampling tasks (sample.py, evaluate.py).
+"""Train/sample schedule agreement for the sampling tasks (sample.py, evaluate.py, visualize.py).
 
 A checkpoint records the schedule it was trained with by value (``diffusion_lab_schedule``,
 see ``diagnostics/schedule_record.py``). Before any sample is drawn, two schedules must match

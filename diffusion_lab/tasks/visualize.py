@@ -28,6 +28,7 @@ from diffusion_lab.tasks.build import (
 )
 from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
+from diffusion_lab.tasks.schedule_check import check_schedule_agreement
 from diffusion_lab.tasks.validate import validate_counts, validate_sample_config, validate_sampling
 from diffusion_lab.utils.animation import save_gif, save_html_player
 from diffusion_lab.utils.images import save_png
@@ -38,6 +39,7 @@ def visualize(cfg: DictConfig) -> dict:
     validate_sample_config(cfg)
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
+    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
     adopt_checkpoint_schedule(cfg, ckpt)  # sampler=ddpm: steps = the checkpoint's T
     validate_sampling(cfg, module.schedule, module)
     points = len(module.sample_shape) == 1
