@@ -1,4 +1,4 @@
-"""Dashboard callbacks: x_t strips, loss by timestep, guidance sweep, mode coverage.
+"""Dashboard callbacks: x_t strips, loss by timestep, guidance sweep, mode coverage, memorisation.
 
 Unit tests pin each callback's numbers on known inputs; one tiny training run (CSV logger,
 every callback firing) checks what lands in the run directory. The data classifier is
@@ -25,6 +25,7 @@ import diffusion_lab.metrics.classifier as classifier_mod
 from diffusion_lab.callbacks import (
     GuidanceSweep,
     LossByTimestep,
+    Memorization,
     ModeCoverage,
     TimestepLossAccumulator,
     XtStrip,
@@ -54,6 +55,8 @@ DASHBOARD = [
     "callbacks.guidance_sweep.min_step=0",
     f"callbacks.mode_coverage.num_samples={MODE_N}",
     "callbacks.mode_coverage.min_step=0",
+    f"callbacks.memorization.num_samples={MODE_N}",
+    "callbacks.memorization.min_step=0",
 ]
 QUICK_CLASSIFIER = {"epochs": 2, "width": 16, "feature_dim": 32}
 
@@ -203,6 +206,46 @@ def test_sample_based_callbacks_skip_with_a_reason(caplog, tmp_path):
     assert "min_step=1000" in caplog.text
 
 
+def test_memorization_callback_warns_on_copies_and_not_on_new_images(monkeypatch, tmp_path,
+                                                                     shared_cache, caplog):
+    import diffusion_lab.callbacks.memorization as memo_mod
+
+    quick_classifier(monkeypatch)
+    cfg = compose_config("train", [*DASHBOARD, f"paths.cache_dir={shared_cache}"], tmp_path / "r")
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    train_x = dm.train_set.x
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randperm(len(train_x), generator=g)[:40].chunk(2)
+    drawn = {"copies": train_x[:20].clone(),  # the model regurgitates training images
+             "new": (train_x[a] + train_x[b]) / 2}  # halfway between two: d1/d2 about 1
+    trainer = types.SimpleNamespace(is_global_zero=True, global_rank=0, global_step=300,
+                                    datamodule=dm, default_root_dir=str(tmp_path), loggers=[])
+    module = types.SimpleNamespace(num_classes=0)
+    results = {}
+    for kind, x in drawn.items():
+        monkeypatch.setattr(memo_mod, "generate_samples", lambda *a, x=x, **k: x)
+        cb = Memorization(num_samples=len(x), cache_dir=str(shared_cache),
+                          dataset_name=cfg.data.name)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            cb.make(trainer, module)
+        results[kind] = (cb.last, caplog.text)
+    copies, warned = results["copies"]
+    assert copies["stats"]["copy_share_pixel"] == 1.0 and copies["warned"]
+    assert copies["stats"]["median_nn_ratio_pixel"] == 0.0
+    assert "are near-copies of training images" in warned
+    assert (tmp_path / "media" / "memorization_warning_step0000300.json").is_file()
+    new, quiet = results["new"]
+    assert new["stats"]["copy_share_pixel"] == 0.0 and not new["warned"] and quiet == ""
+    assert new["stats"]["median_nn_ratio_pixel"] > 0.9
+    pairs = np.asarray(Image.open(new["paths"]["pairs"]))
+    assert pairs.shape[1] == 2 * (8 * 4 + 1) + 1  # two columns: sample | nearest training image
+    scalars = [json.loads(s) for s in (tmp_path / "media" / "scalars.jsonl").read_text().splitlines()
+               if "memorization/copy_share_pixel" in s]
+    assert [d["memorization/copy_share_pixel"] for d in scalars] == [1.0, 0.0]
+
+
 # ----------------------------------------------------------------------------- one tiny run
 
 
@@ -292,5 +335,7 @@ def test_csv_logger_gets_the_dashboard_scalars(dashboard_run):
     header = (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     for key in ("loss_by_t/bin_00", "loss_by_t/bin_09", "guidance_sweep/fid_w1",
                 "guidance_sweep/accuracy_w7", "mode_coverage/entropy",
-                "mode_coverage/classes_covered", "mode_coverage/clusters_covered"):
+                "mode_coverage/classes_covered", "mode_coverage/clusters_covered",
+                "memorization/copy_share_pixel", "memorization/copy_share_feature"):
         assert key in header
+    assert (run_dir / "media" / "memorization_pairs" / "step0000004.png").is_file()

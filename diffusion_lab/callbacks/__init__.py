@@ -7,10 +7,13 @@ per-sample seeds).
 * ``GuidanceSweep``: FID and classifier accuracy against the guidance scale w.
 * ``LossByTimestep``: training loss binned over t.
 * ``ModeCoverage``: predicted-class histogram of unconditional samples.
+* ``Memorization``: near-copies of training images among unconditional samples.
+* ``TimeEmbeddingHealth``: does the output change with t (a dead timestep embedding)?
 """
 
 from diffusion_lab.callbacks.guidance_sweep import GuidanceSweep
 from diffusion_lab.callbacks.loss_by_timestep import LossByTimestep, TimestepLossAccumulator
+from diffusion_lab.callbacks.memorization import Memorization
 from diffusion_lab.callbacks.mode_coverage import ModeCoverage
 from diffusion_lab.callbacks.sample_grid import SampleGrid
 from diffusion_lab.callbacks.xt_strip import XtStrip
@@ -18,6 +21,7 @@ from diffusion_lab.callbacks.xt_strip import XtStrip
 __all__ = [
     "GuidanceSweep",
     "LossByTimestep",
+    "Memorization",
     "ModeCoverage",
     "SampleGrid",
     "TimestepLossAccumulator",

@@ -26,10 +26,11 @@ def _features(judge, x: Tensor, batch_size: int = 500) -> Tensor:
     return torch.cat([judge.features(b) for b in x.split(batch_size)])
 
 
-def memorization(judge, samples: Tensor, train_x: Tensor, out_dir: Path | None = None,
-                 ratio_threshold: float = COPY_RATIO, pairs: int = 16) -> dict:
-    """Copy shares in pixel and feature space; ``out_dir/memorization_pairs.png`` (two columns:
-    sample, nearest training image in pixels; rows sorted by the pixel ratio d1/d2)."""
+def memorization_with_pairs(judge, samples: Tensor, train_x: Tensor,
+                            ratio_threshold: float = COPY_RATIO, pairs: int = 16
+                            ) -> tuple[dict, Tensor]:
+    """(copy shares in pixel and feature space, (2 * pairs, C, H, W) sample / nearest training
+    image (in pixels) pairs, the most copy-like samples (smallest pixel d1/d2) first)."""
     pixel = memorization_report(samples, train_x, ratio_threshold)
     feats = memorization_report(_features(judge, samples), _features(judge, train_x),
                                 ratio_threshold)
@@ -37,10 +38,17 @@ def memorization(judge, samples: Tensor, train_x: Tensor, out_dir: Path | None =
            "copy_share_pixel": pixel["copy_share"], "median_nn_ratio_pixel": pixel["median_ratio"],
            "copy_share_feature": feats["copy_share"],
            "median_nn_ratio_feature": feats["median_ratio"],
-           "median_nn_distance_pixel": float(pixel["d1"].median())}
+           "median_nn_distance_pixel": float(pixel["d1"].median()),
+           "min_nn_ratio_pixel": float(pixel["ratio"].min())}
+    return out, pair_images(samples, train_x, pixel["nearest"], pixel["ratio"].argsort(), pairs)
+
+
+def memorization(judge, samples: Tensor, train_x: Tensor, out_dir: Path | None = None,
+                 ratio_threshold: float = COPY_RATIO, pairs: int = 16) -> dict:
+    """Copy shares in pixel and feature space; ``out_dir/memorization_pairs.png`` (two columns:
+    sample, nearest training image in pixels; rows sorted by the pixel ratio d1/d2)."""
+    out, grid = memorization_with_pairs(judge, samples, train_x, ratio_threshold, pairs)
     if out_dir is not None:
-        order = pixel["ratio"].argsort()
-        grid = pair_images(samples, train_x, pixel["nearest"], order, pairs)
         path = save_grid(grid, Path(out_dir) / "memorization_pairs.png", nrow=2,
                          upscale=max(1, 32 // samples.shape[-1]))
         out["memorization_pairs_png"] = str(path)

@@ -12,12 +12,15 @@ from pathlib import Path
 import torch
 
 from diffusion_lab.tasks.io import atomic_write_json
+from diffusion_lab.utils.hardware import native_bf16
 
 
 def machine() -> str:
-    """'x86_64, 2 CPU threads, torch 2.x' (the measuring machine, for every report)."""
+    """'x86_64, 2 CPU threads, torch 2.x, native bf16' (the measuring machine, for every report;
+    ``trainer.precision=auto`` trains in bf16 only where the CPU runs it natively)."""
+    bf16 = "native bf16" if native_bf16(torch.device("cpu")) else "no native bf16 (fp32 training)"
     return (f"{platform.machine()} {platform.processor() or ''}".strip()
-            + f", {torch.get_num_threads()} CPU threads, torch {torch.__version__}")
+            + f", {torch.get_num_threads()} CPU threads, torch {torch.__version__}, {bf16}")
 
 
 def _cell(value) -> str:
