@@ -208,7 +208,7 @@ def test_sample_based_callbacks_skip_with_a_reason(caplog, tmp_path):
 
 def test_memorization_callback_warns_on_copies_and_not_on_new_images(monkeypatch, tmp_path,
                                                                      shared_cache, caplog):
-    import diffusion_lab.callbacks.memorization as memo_mod
+    import diffusion_lab.callbacks.unconditional_samples as uncond_mod
 
     quick_classifier(monkeypatch)
     cfg = compose_config("train", [*DASHBOARD, f"paths.cache_dir={shared_cache}"], tmp_path / "r")
@@ -224,7 +224,7 @@ def test_memorization_callback_warns_on_copies_and_not_on_new_images(monkeypatch
     module = types.SimpleNamespace(num_classes=0)
     results = {}
     for kind, x in drawn.items():
-        monkeypatch.setattr(memo_mod, "generate_samples", lambda *a, x=x, **k: x)
+        monkeypatch.setattr(uncond_mod, "generate_samples", lambda *a, x=x, **k: x)
         cb = Memorization(num_samples=len(x), cache_dir=str(shared_cache),
                           dataset_name=cfg.data.name)
         with caplog.at_level(logging.WARNING):

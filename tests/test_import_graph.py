@@ -10,7 +10,7 @@ import diffusion_lab
 
 PACKAGE = Path(diffusion_lab.__file__).parent
 #: shared pieces, not callbacks of their own: the periodic metrics' schedule
-CALLBACK_BASES = {"diffusion_lab.callbacks.periodic"}
+CALLBACK_BASES = {"diffusion_lab.callbacks.periodic", "diffusion_lab.callbacks.unconditional_samples"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
-from diffusion_lab.callbacks.periodic import PeriodicMetric
+from diffusion_lab.callbacks.unconditional_samples import UnconditionalSampleMetric
 from diffusion_lab.diagnostics.memorization import COPY_RATIO
-from diffusion_lab.evaluation import SampleJudge, generate_samples, why_not_judgeable
+from diffusion_lab.evaluation import SampleJudge
 from diffusion_lab.evaluation.inspection import memorization_with_pairs
 from diffusion_lab.loggers.media import log_image, log_scalars, log_table
 from diffusion_lab.utils.images import make_grid
@@ -36,7 +34,9 @@ from diffusion_lab.utils.images import make_grid
 log = logging.getLogger(__name__)
 
 
-class Memorization(PeriodicMetric):
+class Memorization(UnconditionalSampleMetric):
+    what = "memorization check"
+
     def __init__(
         self,
         num_samples: int = 200,
@@ -55,26 +55,13 @@ class Memorization(PeriodicMetric):
             raise ValueError("num_samples, pairs and batch_size must be >= 1")
         if not 0 < ratio_threshold <= 1 or not 0 <= warn_share <= 1:
             raise ValueError("ratio_threshold must be in (0, 1] and warn_share in [0, 1]")
-        super().__init__(every_n_steps, at_train_end, min_step)
-        self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
+        super().__init__(num_samples, seed, every_n_steps, at_train_end, min_step, batch_size)
         self.ratio_threshold, self.warn_share, self.pairs = ratio_threshold, warn_share, pairs
         self.cache_dir, self.dataset_name = cache_dir, dataset_name
-        self._skip_logged = False
 
     def make(self, trainer, module) -> None:
-        if self.too_early(trainer):
-            return
-        reason = why_not_judgeable(trainer.datamodule) or (
-            module.guidance_problem(0.0) if module.num_classes > 0 else "")
-        if reason:
-            if not self._skip_logged and trainer.is_global_zero:
-                log.info("memorization check skipped: %s", reason)
-                self._skip_logged = True
-            return
-        with torch.no_grad():
-            x = generate_samples(module, None, self.num_samples, seed=self.seed,
-                                 guidance_scale=None, batch_size=self.batch_size)
-        if not trainer.is_global_zero:
+        x = self.draw(trainer, module)
+        if x is None or not trainer.is_global_zero:
             return
         step = trainer.global_step
         dm = trainer.datamodule

@@ -30,8 +30,8 @@ import math
 import torch
 from torch import Tensor
 
-from diffusion_lab.callbacks.periodic import PeriodicMetric
-from diffusion_lab.evaluation import SampleJudge, generate_samples, why_not_judgeable
+from diffusion_lab.callbacks.unconditional_samples import UnconditionalSampleMetric
+from diffusion_lab.evaluation import SampleJudge
 from diffusion_lab.evaluation.inspection import feature_coverage
 from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
 
@@ -55,7 +55,9 @@ def coverage_stats(counts: Tensor, data_fractions: Tensor, min_fraction: float =
     }
 
 
-class ModeCoverage(PeriodicMetric):
+class ModeCoverage(UnconditionalSampleMetric):
+    what = "mode coverage"
+
     def __init__(
         self,
         num_samples: int = 200,
@@ -71,35 +73,16 @@ class ModeCoverage(PeriodicMetric):
     ):
         if num_samples < 2 or batch_size < 1:
             raise ValueError("num_samples must be >= 2 and batch_size >= 1")
-        super().__init__(every_n_steps, at_train_end, min_step)
-        self.num_samples = num_samples
-        self.seed = seed
+        super().__init__(num_samples, seed, every_n_steps, at_train_end, min_step, batch_size)
         self.min_fraction = min_fraction
-        self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.dataset_name = dataset_name
         self.clusters = clusters
-        self._skip_logged = False
-
-    @torch.no_grad()
-    def samples(self, module) -> Tensor:
-        """``num_samples`` unconditional samples (every rank calls it under DDP)."""
-        return generate_samples(module, None, self.num_samples, seed=self.seed,
-                                guidance_scale=None, batch_size=self.batch_size)
 
     def make(self, trainer, module) -> None:
         # Every rank takes the same branch and draws its share; rank 0 judges and logs.
-        if self.too_early(trainer):
-            return
-        reason = why_not_judgeable(trainer.datamodule) or (
-            module.guidance_problem(0.0) if module.num_classes > 0 else "")
-        if reason:
-            if not self._skip_logged and trainer.is_global_zero:
-                log.info("mode coverage skipped: %s", reason)
-                self._skip_logged = True
-            return
-        x = self.samples(module)
-        if not trainer.is_global_zero:
+        x = self.draw(trainer, module)
+        if x is None or not trainer.is_global_zero:
             return
         dm, step = trainer.datamodule, trainer.global_step
         k = dm.num_classes

@@ -1,0 +1,43 @@
+"""What the unconditional-sample panels (mode coverage, memorisation) share: the skip with a
+reason and the draw of ``num_samples`` unconditional samples with fixed per-sample seeds
+(w = 0 with the null class for a class-conditional model, plain samples otherwise)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+
+from diffusion_lab.callbacks.periodic import PeriodicMetric
+from diffusion_lab.evaluation import generate_samples, why_not_judgeable
+
+log = logging.getLogger(__name__)
+
+
+class UnconditionalSampleMetric(PeriodicMetric):
+    """``draw(trainer, module)``: the samples, or None (and one log line, once) when the data
+    cannot be judged or the model cannot sample at w = 0, or before ``min_step``. Every rank
+    calls it and draws its share under DDP; ``what`` names the panel in the skip line."""
+
+    what = "panel"
+
+    def __init__(self, num_samples: int, seed: int, every_n_steps: int | None,
+                 at_train_end: bool, min_step: int, batch_size: int) -> None:
+        super().__init__(every_n_steps, at_train_end, min_step)
+        self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
+        self._skip_logged = False
+
+    @torch.no_grad()
+    def draw(self, trainer, module) -> Tensor | None:
+        if self.too_early(trainer):
+            return None
+        reason = why_not_judgeable(trainer.datamodule) or (
+            module.guidance_problem(0.0) if module.num_classes > 0 else "")
+        if reason:
+            if not self._skip_logged and trainer.is_global_zero:
+                log.info("%s skipped: %s", self.what, reason)
+                self._skip_logged = True
+            return None
+        return generate_samples(module, None, self.num_samples, seed=self.seed,
+                                guidance_scale=None, batch_size=self.batch_size)
