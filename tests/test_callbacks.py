@@ -221,9 +221,9 @@ def test_memorization_callback_warns_on_copies_and_not_on_new_images(monkeypatch
              "new": (train_x[a] + train_x[b]) / 2}  # halfway between two: d1/d2 about 1
     trainer = types.SimpleNamespace(is_global_zero=True, global_rank=0, global_step=300,
                                     datamodule=dm, default_root_dir=str(tmp_path), loggers=[])
-    module = types.SimpleNamespace(num_classes=0)
     results = {}
     for kind, x in drawn.items():
+        module = types.SimpleNamespace(num_classes=0)  # two models: no shared draw between them
         monkeypatch.setattr(uncond_mod, "generate_samples", lambda *a, x=x, **k: x)
         cb = Memorization(num_samples=len(x), cache_dir=str(shared_cache),
                           dataset_name=cfg.data.name)
@@ -244,6 +244,33 @@ def test_memorization_callback_warns_on_copies_and_not_on_new_images(monkeypatch
     scalars = [json.loads(s) for s in (tmp_path / "media" / "scalars.jsonl").read_text().splitlines()
                if "memorization/copy_share_pixel" in s]
     assert [d["memorization/copy_share_pixel"] for d in scalars] == [1.0, 0.0]
+
+
+def test_panels_at_the_same_step_share_one_unconditional_draw(monkeypatch, tmp_path,
+                                                               shared_cache):
+    import diffusion_lab.callbacks.unconditional_samples as uncond_mod
+
+    calls = []
+
+    def fake_generate(module, labels, n, *, seed, **kw):
+        calls.append((n, seed))
+        return torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+    monkeypatch.setattr(uncond_mod, "generate_samples", fake_generate)
+    cfg = compose_config("train", [*DASHBOARD, f"paths.cache_dir={shared_cache}"], tmp_path / "r")
+    dm = build_datamodule(cfg)
+    trainer = types.SimpleNamespace(is_global_zero=True, global_rank=0, global_step=300,
+                                    datamodule=dm)
+    module = types.SimpleNamespace(num_classes=0)
+    kw = {"cache_dir": str(shared_cache), "dataset_name": cfg.data.name}
+    first = ModeCoverage(num_samples=30, **kw).draw(trainer, module)
+    again = Memorization(num_samples=20, **kw).draw(trainer, module)
+    assert calls == [(30, 0)] and torch.equal(again, first[:20])  # no second sampling run
+    Memorization(num_samples=40, **kw).draw(trainer, module)  # more than drawn: draws anew
+    Memorization(num_samples=40, seed=1, **kw).draw(trainer, module)  # other seed: anew
+    trainer.global_step = 400  # new weights: anew
+    Memorization(num_samples=40, seed=1, **kw).draw(trainer, module)
+    assert calls == [(30, 0), (40, 0), (40, 1), (40, 1)]
 
 
 # ----------------------------------------------------------------------------- one tiny run

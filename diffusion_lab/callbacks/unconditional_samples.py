@@ -1,6 +1,11 @@
 """What the unconditional-sample panels (mode coverage, memorisation) share: the skip with a
 reason and the draw of ``num_samples`` unconditional samples with fixed per-sample seeds
-(w = 0 with the null class for a class-conditional model, plain samples otherwise)."""
+(w = 0 with the null class for a class-conditional model, plain samples otherwise).
+
+Sample i depends only on (seed, i) and the weights, so panels that run at the same step with the
+same seed share one draw: the last draw is kept on the module, keyed by (global step, seed), and
+a panel asking for at most as many samples takes its first ``num_samples`` instead of sampling
+again."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.evaluation import generate_samples, why_not_judgeable
 
 log = logging.getLogger(__name__)
+
+_CACHE_ATTR = "_unconditional_sample_draw"
 
 
 class UnconditionalSampleMetric(PeriodicMetric):
@@ -39,5 +46,12 @@ class UnconditionalSampleMetric(PeriodicMetric):
                 log.info("%s skipped: %s", self.what, reason)
                 self._skip_logged = True
             return None
-        return generate_samples(module, None, self.num_samples, seed=self.seed,
-                                guidance_scale=None, batch_size=self.batch_size)
+        key = (trainer.global_step, self.seed)
+        cached = module.__dict__.get(_CACHE_ATTR)
+        if cached is not None and cached[0] == key and len(cached[1]) >= self.num_samples:
+            return cached[1][: self.num_samples]
+        samples = generate_samples(module, None, self.num_samples, seed=self.seed,
+                                   guidance_scale=None, batch_size=self.batch_size)
+        # A plain attribute (not a buffer): never saved in a checkpoint, replaced by the next draw.
+        object.__setattr__(module, _CACHE_ATTR, (key, samples))
+        return samples
