@@ -33,7 +33,7 @@ recipes: $(STAMP)  ## the six recipes at full size in turn (shared trainings), t
 	$(PY) scripts/recipes_docs.py
 
 test: $(STAMP)  ## the whole test suite, slow end-to-end runs included
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## the quick subset (no slow end-to-end runs)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
