@@ -112,8 +112,13 @@ def test_every_diffusers_row_builds_and_samples():
 def test_sampler_comparison_small():
     from diffusion_lab.bench.sampler_table import comparison, format_winners
 
+    said = []
     table = comparison(budgets=(4,), schedules=("linear",), samples=500,
-                       ours=["dpmpp_2m", "dpmpp_3m"], theirs=["DPM-Solver++ 2M", "UniPC (bh2) 2"])
+                       ours=["dpmpp_2m", "dpmpp_3m"], theirs=["DPM-Solver++ 2M", "UniPC (bh2) 2"],
+                       progress=said.append)
+    # each method searched is announced, in order, with its place among those searched
+    assert said[1:5] == ["  diffusion-lab 1/2: dpmpp_2m", "  diffusion-lab 2/2: dpmpp_3m",
+                         "  diffusers 1/2: DPM-Solver++ 2M", "  diffusers 2/2: UniPC (bh2) 2"]
     assert {(w["case"], w["budget"]) for w in table["winners"]} == {("gaussian", 4), ("mixture", 4)}
     for w in table["winners"]:
         for lib in ("diffusion-lab", "diffusers"):

@@ -127,9 +127,11 @@ def checkpoint_comparison(case: CheckpointCase, judge, budgets=(5, 10, 20), *, o
     on ``score_samples`` samples; the winner of each library is its lowest FID."""
     say = progress or (lambda _msg: None)
     say("searching diffusion-lab's configurations")
-    found = {"diffusion-lab": best_ours(case, budgets, ours, keep=keep, depth=depth)}
+    found = {"diffusion-lab": best_ours(case, budgets, ours, keep=keep, depth=depth,
+                                                progress=progress)}
     say("searching diffusers' configurations")
-    found["diffusers"] = best_diffusers(case, budgets, theirs, keep=keep, depth=depth)
+    found["diffusers"] = best_diffusers(case, budgets, theirs, keep=keep, depth=depth,
+                                           progress=progress)
     labels = case.noise_and_labels(score_samples)[1]
     rows, winners = [], []
     for budget in budgets:

@@ -137,11 +137,21 @@ def their_scheduler(case, name: str, cfg: dict):
     return dfs.build(row, cfg, case.schedule)
 
 
-def best_ours(case, budgets, names=None, keep=2, depth=2) -> list[dict[int, Result]]:
+def _announce(progress, side: str, names: list[str]):
+    """Yields ``names`` in order, telling ``progress`` (a print function, or None) which one of
+    how many ``side`` is searching: the search of one method takes minutes on a checkpoint."""
+    for i, name in enumerate(names, 1):
+        if progress is not None:
+            progress(f"  {side} {i}/{len(names)}: {name}")
+        yield name
+
+
+def best_ours(case, budgets, names=None, keep=2, depth=2, progress=None) -> list[dict[int, Result]]:
     out = []
-    for name, (solver, end) in our_rows().items():
-        if names is not None and name not in names:
-            continue
+    rows = our_rows()
+    for name in _announce(progress, "diffusion-lab",
+                          [n for n in rows if names is None or n in names]):
+        solver, end = rows[name]
 
         def evaluate(cfg, steps, name=name):
             return case.ours(*our_configuration(case, name, cfg, steps))
@@ -154,11 +164,12 @@ def best_ours(case, budgets, names=None, keep=2, depth=2) -> list[dict[int, Resu
     return out
 
 
-def best_diffusers(case: Case, budgets, names=None, keep=2, depth=2) -> list[dict[int, Result]]:
+def best_diffusers(case: Case, budgets, names=None, keep=2, depth=2,
+                   progress=None) -> list[dict[int, Result]]:
     out = []
-    for row in diffusers_rows():
-        if names is not None and row.name not in names:
-            continue
+    rows = {row.name: row for row in diffusers_rows() if names is None or row.name in names}
+    for name in _announce(progress, "diffusers", list(rows)):
+        row = rows[name]
         built: dict[str, object] = {}
 
         def make(cfg, row=row, built=built):
@@ -184,8 +195,8 @@ def comparison(budgets=(5, 10, 20), cases=("gaussian", "mixture"), schedules=("l
             if progress is not None:
                 progress(f"sampler table: {case_name} data, {sched_name} schedule")
             case = Case(case_name, SCHEDULES[sched_name](), samples, seed)
-            sides = {"diffusion-lab": best_ours(case, budgets, ours),
-                     "diffusers": best_diffusers(case, budgets, theirs)}
+            sides = {"diffusion-lab": best_ours(case, budgets, ours, progress=progress),
+                     "diffusers": best_diffusers(case, budgets, theirs, progress=progress)}
             for budget in budgets:
                 best = {}
                 for lib, results in sides.items():
