@@ -14,6 +14,11 @@ from fixed per-sample seeds. Grids fitted by scripts/optimize_grid.py beside the
 enter the search as spacing=optimized.
 
     python scripts/sampler_report.py --ckpt outputs/default/<run>/checkpoints/last.ckpt
+
+--score-seeds 0 1 2 scores every finalist once per seed and ranks by mean FID (printed with its
+spread over seeds). --rescore TABLE.json skips the search: it re-scores the finalists of a saved
+table (e.g. docs/samplers/checkpoint_case_digits.json) at --score-seeds, beside the default
+sampler with and without the cosine-tail skip.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ def checkpoint_report(args) -> dict:
         CheckpointCase,
         checkpoint_comparison,
         format_checkpoint_winners,
+        rescore,
     )
     from diffusion_lab.evaluation import SampleJudge
     from diffusion_lab.optimized_grid import grid_file
@@ -124,9 +130,18 @@ def checkpoint_report(args) -> dict:
                           fine_steps=args.fine, seed=args.seed)
     judge = SampleJudge.for_data(datamodule_from_checkpoint(ckpt), args.cache_dir,
                                  stored_config(ckpt).data.name)
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    if args.rescore is not None:
+        table = rescore(case, judge, args.saved, args.score_seeds or [args.seed],
+                        score_samples=args.score_samples, progress=say)
+        table.update(checkpoint=str(args.ckpt), rescored_from=str(args.rescore))
+        print(format_checkpoint_winners(table))
+        return table
     table = checkpoint_comparison(case, judge, args.budgets, ours=args.ours, theirs=args.theirs,
                                   finalists=args.finalists, score_samples=args.score_samples,
-                                  progress=lambda m: print(m, flush=True))
+                                  progress=say, score_seeds=args.score_seeds)
     table.update(checkpoint=str(args.ckpt), guidance_scale=args.guidance_scale,
                  fine_steps=args.fine, fitted={k: sorted(v) for k, v in fitted.items()})
     print(format_checkpoint_winners(table))
@@ -148,18 +163,37 @@ def main(argv: list[str] | None = None) -> None:
     case3 = parser.add_argument_group("trained checkpoint (--ckpt)")
     case3.add_argument("--ckpt", type=Path, default=None)
     case3.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20])
-    case3.add_argument("--score-samples", type=int, default=1000)
+    case3.add_argument("--score-samples", type=int, default=None,
+                       help="samples per score (default 1000; with --rescore, the table's)")
     case3.add_argument("--search-samples", type=int, default=64)
     case3.add_argument("--fine", type=int, default=500, help="steps of the reference solve")
     case3.add_argument("--finalists", type=int, default=3)
     case3.add_argument("--guidance-scale", type=float, default=1.0)
     case3.add_argument("--ours", nargs="+", default=None, help="our methods to search (all)")
     case3.add_argument("--theirs", nargs="+", default=None, help="diffusers rows to search (all)")
+    case3.add_argument("--score-seeds", type=int, nargs="+", default=None,
+                       help="score each finalist at each of these seeds (default: --seed)")
+    case3.add_argument("--rescore", type=Path, default=None,
+                       help="a saved --json table: re-score its finalists, no search")
     case3.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     args = parser.parse_args(argv)
+    if args.rescore is not None and args.ckpt is None:
+        parser.error("--rescore needs --ckpt (the checkpoint the table was made on)")
     if args.ckpt is not None:
-        if min(args.budgets) < 1 or args.score_samples < 2 or args.search_samples < 1:
+        if args.rescore is None and args.score_samples is None:
+            args.score_samples = 1000
+        if min(args.budgets) < 1 or (args.score_samples or 2) < 2 or args.search_samples < 1:
             parser.error("need --budgets >= 1, --score-samples >= 2 and --search-samples >= 1")
+        if args.score_seeds is not None and len(set(args.score_seeds)) != len(args.score_seeds):
+            parser.error("--score-seeds must not repeat a seed")
+        if args.rescore is not None:
+            try:
+                args.saved = json.loads(args.rescore.read_text())
+            except (OSError, ValueError) as e:
+                parser.error(f"--rescore {args.rescore}: cannot read it ({e})")
+            if not isinstance(args.saved, dict) or not {
+                    "rows", "budgets", "score_samples"} <= args.saved.keys():
+                parser.error(f"--rescore {args.rescore}: not a table of sampler_report.py --ckpt")
         table = checkpoint_report(args)
         if args.json is not None:
             args.json.write_text(json.dumps(table, indent=2))

@@ -10,7 +10,12 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from diffusion_lab.bench.checkpoint_case import CheckpointCase, checkpoint_comparison
+from diffusion_lab.bench.checkpoint_case import (
+    CheckpointCase,
+    checkpoint_comparison,
+    parse_config,
+    rescore,
+)
 from diffusion_lab.discretization import LogSNRSpacing, UniformSpacing
 from diffusion_lab.oracle import GaussianOracle
 from diffusion_lab.samplers import dpmpp_2m, euler
@@ -74,6 +79,68 @@ def test_comparison_scores_each_librarys_finalists_and_picks_the_lowest(case):
     # the judge's score of the winner is the closed-form W2 of its samples' moments
     assert w["diffusion-lab"]["method"] == "dpmpp_2m"
     assert table["score_samples"] == 400 and table["search_samples"] == 256
+
+
+def test_several_seeds_score_each_finalist_once_per_seed_and_rank_by_the_mean(case):
+    oracle, c = case
+    judge = MomentJudge(oracle)
+    sigmas = LogSNRSpacing()(c.schedule, 6)
+    assert torch.equal(c.samples(64, solver=dpmpp_2m, sigmas=sigmas),
+                       c.samples(64, solver=dpmpp_2m, sigmas=sigmas, seed=c.seed))
+    assert not torch.equal(c.samples(64, solver=dpmpp_2m, sigmas=sigmas),
+                           c.samples(64, solver=dpmpp_2m, sigmas=sigmas, seed=c.seed + 1))
+    table = checkpoint_comparison(c, judge, (6,), ours=["dpmpp_2m", "euler (= DDIM)"],
+                                  theirs=["DDIM"], finalists=2, score_samples=300, keep=1,
+                                  depth=1, score_seeds=(3, 4, 5))
+    assert table["score_seeds"] == [3, 4, 5]
+    for row in table["rows"]:
+        assert row["seeds"] == [3, 4, 5] and len(set(row["fids"])) == 3  # other noise per seed
+        assert row["fid"] == pytest.approx(sum(row["fids"]) / 3)
+        assert row["fid_std"] == pytest.approx(torch.tensor(row["fids"]).std().item())
+    ours = [r for r in table["rows"] if r["library"] == "diffusion-lab"]
+    assert table["winners"][0]["diffusion-lab"]["fid"] == min(r["fid"] for r in ours)
+    # each per-seed score is the judge's closed form on that seed's samples
+    from diffusion_lab.bench.sampler_table import our_configuration
+
+    row = next(r for r in ours if r["method"] == "euler (= DDIM)")
+    fn, grid = our_configuration(c, row["method"], row["options"], row["steps"])
+    assert row["fids"][1] == pytest.approx(judge.fid(c.samples(300, solver=fn, sigmas=grid, seed=4)))
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"spacing": "log_snr(full tail)"},
+    {"timestep_spacing": "leading", "use_karras_sigmas": True, "final_sigmas_type": "sigma_min",
+     "lower_order_final": False, "disable_corrector": [0, 1]},
+    {"spacing": "quadratic", "eta": 0.5},
+])
+def test_a_saved_config_text_gives_back_its_options(options):
+    from diffusion_lab.bench.search import describe
+
+    assert parse_config(describe(options)) == options
+
+
+def test_rescore_keeps_the_finalists_and_adds_the_default_sampler_with_and_without_the_tail(case):
+    from diffusion_lab.schedules import cosine_schedule
+
+    oracle, c = case
+    judge = MomentJudge(oracle)
+    table = checkpoint_comparison(c, judge, (6,), ours=["dpmpp_2m"], theirs=["DDIM"],
+                                  finalists=1, score_samples=200, keep=1, depth=1)
+    for row in table["rows"]:
+        del row["options"]  # a table saved before rows kept their options: parsed from the text
+    again = rescore(c, judge, table, [c.seed, 9])
+    for old, new in zip(table["rows"], again["rows"], strict=True):
+        assert new["fids"][0] == pytest.approx(old["fid"], rel=1e-9)  # the same draw at seed 0
+        assert new["seeds"] == [c.seed, 9]
+    default, full_tail = again["references"]
+    assert default["reference"] == "default sampler" and default["steps"] == 6
+    expected = judge.fid(c.samples(200, solver=dpmpp_2m, sigmas=LogSNRSpacing()(c.schedule, 6),
+                                   seed=9))
+    assert default["fids"][1] == pytest.approx(expected)
+    # linear schedule: no clipped tail, the two grids are the same; cosine: they differ
+    assert full_tail["fids"] == pytest.approx(default["fids"])
+    cos = cosine_schedule()
+    assert not torch.equal(LogSNRSpacing()(cos, 6), LogSNRSpacing(skip_tail=False)(cos, 6))
 
 
 def test_ode_prior_floor_is_the_exact_flow_of_the_vp_prior():

@@ -222,3 +222,19 @@ def test_evaluate_reports_memorisation_and_cluster_coverage(make_cfg, tmp_path, 
     with pytest.raises(ConfigError, match="inspect.clusters must be >= 1, got 0"):
         evaluate_checkpoint(make_cfg(f"ckpt={path}", "inspect.clusters=0", config_name="evaluate",
                                      run_dir=run_dir))
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    ("ModeCoverage", {"num_samples": 1}, "mode coverage: num_samples must be >= 2"),
+    ("ModeCoverage", {"batch_size": 0}, "mode coverage: num_samples must be >= 2 and batch_size"),
+    ("Memorization", {"num_samples": 0}, "memorization check: num_samples must be >= 1"),
+    ("Memorization", {"pairs": 0}, "memorization check: pairs must be >= 1, got 0"),
+])
+def test_unconditional_panels_refuse_bad_sizes_naming_the_panel(cls, kwargs, message):
+    from diffusion_lab.callbacks import memorization, mode_coverage
+
+    panel = {"ModeCoverage": mode_coverage.ModeCoverage,
+             "Memorization": memorization.Memorization}[cls]
+    with pytest.raises(ValueError, match=message):
+        panel(**kwargs)
+    panel()  # the defaults are valid

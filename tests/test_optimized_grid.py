@@ -70,6 +70,22 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
     assert table["fitted"] == {"dpmpp_2m": [3]} and table["score_samples"] == 20
     assert {r["library"] for r in table["rows"]} == {"diffusion-lab", "diffusers"}
     assert all(r["nfe"] <= 3 and 0 <= r["accuracy"] <= 1 for r in table["rows"])
+    # the saved finalists re-scored at two seeds without a new search; seed 0 is the same draw
+    again = run_script("sampler_report.py", "--ckpt", str(ckpt), "--rescore",
+                       str(tmp_path / "case3.json"), "--score-seeds", "0", "1", "--json",
+                       str(tmp_path / "rescored.json"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "searching" not in again.stdout and "mean +- std over seeds [0, 1]" in again.stdout
+    rescored = json.loads((tmp_path / "rescored.json").read_text())
+    assert rescored["score_samples"] == 20  # the saved table's count unless --score-samples
+    for old, new in zip(table["rows"], rescored["rows"], strict=True):
+        assert (new["method"], new["config"], new["seeds"]) == (old["method"], old["config"], [0, 1])
+        assert new["fids"][0] == pytest.approx(old["fid"], rel=1e-6)
+    assert [r["reference"] for r in rescored["references"]] == [
+        "default sampler", "default sampler, tail not skipped"]
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    bad = run_script("sampler_report.py", "--ckpt", str(ckpt), "--rescore", str(tmp_path / "bad.json"))
+    assert bad.returncode == 2 and "not a table of sampler_report.py --ckpt" in bad.stderr
     common = [f"ckpt={ckpt}", f"paths.output_root={tmp_path}", "samples_per_class=1", "metrics=false",
               "sampler/spacing=optimized"]
     ok = run_script("sample.py", *common, "sampler.steps=3", "name=fitted")

@@ -13,12 +13,18 @@ disfavours them; the final scores below do not.
 The winners of each library per NFE budget are then scored by what a user looks at: the
 project's judge (FID in its classifier's feature space and the share of samples recognised as
 their class) on ``score_samples`` class-balanced samples from fixed per-sample seeds, the same
-x_T for every configuration (``PerSampleNoise`` stream 0; step noise stream 1).
+x_T for every configuration (``PerSampleNoise`` stream 0; step noise stream 1). With several
+``score_seeds`` each configuration is scored once per seed (the same seeds for every
+configuration) and ranked by its mean FID; the spread over seeds says which differences are
+larger than the sample noise. :func:`rescore` re-scores a saved table's finalists that way,
+beside the project's default sampler with and without the cosine-tail skip.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import statistics
 from collections.abc import Callable, Sequence
 
 import torch
@@ -38,7 +44,7 @@ from diffusion_lab.samplers import dpmpp_2m
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import Denoiser
 
-__all__ = ["CheckpointCase", "checkpoint_comparison"]
+__all__ = ["CheckpointCase", "checkpoint_comparison", "parse_config", "rescore"]
 
 
 class CheckpointCase:
@@ -70,21 +76,27 @@ class CheckpointCase:
         fine = LogSNRSpacing()(schedule, fine_steps)
         self.reference = self._ours_samples(dpmpp_2m, fine, self.z, self.cond, range(len(self.z)))
 
-    def noise_and_labels(self, count: int) -> tuple[Tensor, Tensor | None]:
-        """Unit x_T noise of samples 0..count-1 and class-balanced labels (i mod classes)."""
-        z = PerSampleNoise(self.seed, range(count), stream=INITIAL_NOISE_STREAM).sample(
+    def noise_and_labels(self, count: int, seed: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Unit x_T noise of samples 0..count-1 (per-sample seeds from ``seed``, default the
+        case's) and class-balanced labels (i mod classes)."""
+        seed = self.seed if seed is None else seed
+        z = PerSampleNoise(seed, range(count), stream=INITIAL_NOISE_STREAM).sample(
             (count, *self.shape), "cpu", torch.float32)
         cond = torch.arange(count) % self.num_classes if self.num_classes > 0 else None
         return z, cond
 
-    def _ours_samples(self, solver: Callable, sigmas: Tensor, z: Tensor, cond, indices) -> Tensor:
-        step_noise = PerSampleNoise(self.seed, indices, stream=STEP_NOISE_STREAM)
+    def _ours_samples(self, solver: Callable, sigmas: Tensor, z: Tensor, cond, indices,
+                      seed: int | None = None) -> Tensor:
+        step_noise = PerSampleNoise(self.seed if seed is None else seed, indices,
+                                    stream=STEP_NOISE_STREAM)
         x = z * math.sqrt(1.0 + float(sigmas[0]) ** 2)
         with torch.no_grad():
             return solver(self.denoiser, x, sigmas, cond=cond, noise=step_noise).float()
 
-    def _theirs_samples(self, scheduler, steps: int, z: Tensor, cond, indices) -> Tensor:
-        step_noise = PerSampleNoise(self.seed, indices, stream=STEP_NOISE_STREAM)
+    def _theirs_samples(self, scheduler, steps: int, z: Tensor, cond, indices,
+                        seed: int | None = None) -> Tensor:
+        step_noise = PerSampleNoise(self.seed if seed is None else seed, indices,
+                                    stream=STEP_NOISE_STREAM)
         return run_scheduler(scheduler, self.denoiser, self.schedule, steps, z, cond, step_noise)
 
     def _distance(self, x: Tensor) -> float:
@@ -105,68 +117,160 @@ class CheckpointCase:
                                                    range(len(self.z))))
 
     def samples(self, count: int, *, solver: Callable | None = None, sigmas: Tensor | None = None,
-                scheduler=None, steps: int | None = None, batch: int = 500) -> Tensor:
+                scheduler=None, steps: int | None = None, batch: int = 500,
+                seed: int | None = None) -> Tensor:
         """``count`` class-balanced samples of one configuration (ours: solver + sigmas; theirs:
-        scheduler + steps), in batches, from the fixed per-sample seeds."""
-        z, cond = self.noise_and_labels(count)
+        scheduler + steps), in batches, from the fixed per-sample seeds of ``seed`` (default
+        the case's)."""
+        z, cond = self.noise_and_labels(count, seed)
         out = []
         for lo in range(0, count, batch):
             idx = range(lo, min(count, lo + batch))
             c = None if cond is None else cond[lo:idx.stop]
             if scheduler is None:
-                out.append(self._ours_samples(solver, sigmas, z[lo:idx.stop], c, idx))
+                out.append(self._ours_samples(solver, sigmas, z[lo:idx.stop], c, idx, seed))
             else:
-                out.append(self._theirs_samples(scheduler, steps, z[lo:idx.stop], c, idx))
+                out.append(self._theirs_samples(scheduler, steps, z[lo:idx.stop], c, idx, seed))
         return torch.cat(out)
+
+
+def score_configuration(case: CheckpointCase, judge, library: str, method: str, options: dict,
+                        steps: int, count: int, seeds: Sequence[int]) -> dict:
+    """FID and accuracy of one configuration on ``count`` samples at each of ``seeds``: the
+    means (``fid``, ``accuracy``), the per-seed values and the FID's standard deviation over
+    seeds (0 for one seed)."""
+    if library == "diffusion-lab":
+        fn, sigmas = our_configuration(case, method, options, steps)
+        configuration = {"solver": fn, "sigmas": sigmas}
+    else:
+        configuration = {"scheduler": their_scheduler(case, method, options), "steps": steps}
+    fids, accuracies = [], []
+    for seed in seeds:
+        x = case.samples(count, seed=seed, **configuration)
+        fids.append(float(judge.fid(x)))
+        accuracies.append(float(judge.accuracy(x, case.noise_and_labels(count, seed)[1])))
+    return {"fid": statistics.fmean(fids), "accuracy": statistics.fmean(accuracies),
+            "fid_std": statistics.stdev(fids) if len(fids) > 1 else 0.0, "fids": fids,
+            "accuracies": accuracies, "seeds": list(seeds)}
+
+
+def _winners(rows: list[dict], budgets) -> list[dict]:
+    """Per budget, each library's row of lowest (mean) FID and the ratio ours / theirs."""
+    winners = []
+    for budget in budgets:
+        best = {}
+        for row in rows:
+            lib = row["library"]
+            if row["budget"] == budget and (lib not in best or row["fid"] < best[lib]["fid"]):
+                best[lib] = row
+        winners.append({"budget": budget, **best,
+                        "fid_ratio": best["diffusion-lab"]["fid"] / best["diffusers"]["fid"]})
+    return winners
 
 
 def checkpoint_comparison(case: CheckpointCase, judge, budgets=(5, 10, 20), *, ours=None,
                           theirs=None, finalists: int = 3, score_samples: int = 1000,
-                          keep: int = 2, depth: int = 2, progress=None) -> dict:
+                          keep: int = 2, depth: int = 2, progress=None,
+                          score_seeds: Sequence[int] | None = None) -> dict:
     """Each library's ``finalists`` lowest-distance configurations per budget, scored by the judge
-    on ``score_samples`` samples; the winner of each library is its lowest FID."""
+    on ``score_samples`` samples at each of ``score_seeds`` (default: the case's seed); the
+    winner of each library is its lowest mean FID."""
     say = progress or (lambda _msg: None)
+    seeds = list(score_seeds) if score_seeds else [case.seed]
     say("searching diffusion-lab's configurations")
     found = {"diffusion-lab": best_ours(case, budgets, ours, keep=keep, depth=depth,
                                                 progress=progress)}
     say("searching diffusers' configurations")
     found["diffusers"] = best_diffusers(case, budgets, theirs, keep=keep, depth=depth,
                                            progress=progress)
-    labels = case.noise_and_labels(score_samples)[1]
-    rows, winners = [], []
+    rows = []
     for budget in budgets:
-        best = {}
         for lib, results in found.items():
             ranked = sorted((r[budget] for r in results if budget in r), key=lambda r: r.error)
             for r in ranked[:finalists]:
-                say(f"scoring {lib} {r.method} [{r.config}; {r.steps} steps] on {score_samples}")
-                if lib == "diffusion-lab":
-                    fn, sigmas = our_configuration(case, r.method, r.options, r.steps)
-                    x = case.samples(score_samples, solver=fn, sigmas=sigmas)
-                else:
-                    x = case.samples(score_samples, steps=r.steps,
-                                     scheduler=their_scheduler(case, r.method, r.options))
-                row = {"budget": budget, "library": lib, "method": r.method, "config": r.config,
-                       "steps": r.steps, "nfe": r.nfe, "distance": r.error,
-                       "fid": judge.fid(x), "accuracy": judge.accuracy(x, labels)}
-                rows.append(row)
-                if lib not in best or row["fid"] < best[lib]["fid"]:
-                    best[lib] = row
-        winners.append({"budget": budget, **best,
-                        "fid_ratio": best["diffusion-lab"]["fid"] / best["diffusers"]["fid"]})
+                say(f"scoring {lib} {r.method} [{r.config}; {r.steps} steps] on {score_samples}"
+                    f" x {len(seeds)} seed(s)")
+                rows.append({"budget": budget, "library": lib, "method": r.method,
+                             "config": r.config, "options": dict(r.options), "steps": r.steps,
+                             "nfe": r.nfe, "distance": r.error,
+                             **score_configuration(case, judge, lib, r.method, r.options,
+                                                   r.steps, score_samples, seeds)})
     return {"budgets": list(budgets), "score_samples": score_samples, "seed": case.seed,
-            "search_samples": len(case.z), "rows": rows, "winners": winners}
+            "score_seeds": seeds, "search_samples": len(case.z), "rows": rows,
+            "winners": _winners(rows, budgets)}
+
+
+def parse_config(config: str) -> dict:
+    """The options of a saved row's ``config`` text ("spacing=leading, lower_order_final=True,
+    disable_corrector=[0]"; "defaults" for none), as the search passed them."""
+    import yaml
+
+    if config.strip() in ("", "defaults"):
+        return {}
+    out = {}
+    for item in re.split(r", (?=\w+=)", config.strip()):
+        key, value = item.split("=", 1)
+        parsed = yaml.safe_load(value)
+        out[key] = value if parsed is None else parsed  # e.g. "log_snr(full tail)" stays text
+    return out
+
+
+#: the project's default sampler (conf/sampler/dpmpp.yaml: DPM-Solver++(2M), log-SNR grid that
+#: skips the cosine tail), and the same solver on the grid that spends levels in the tail
+REFERENCES = (("dpmpp_2m", {"spacing": "log_snr"}, "default sampler"),
+              ("dpmpp_2m", {"spacing": "log_snr(full tail)"}, "default sampler, tail not skipped"))
+
+
+def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
+            score_samples: int | None = None, references: bool = True, progress=None) -> dict:
+    """A saved comparison's finalists re-scored at every seed of ``seeds`` (no new search), with
+    the :data:`REFERENCES` rows (``library`` "diffusion-lab", ``reference`` naming them; not
+    eligible as winners) at each budget's largest step count; winners by mean FID."""
+    say = progress or (lambda _msg: None)
+    count = score_samples or table["score_samples"]
+    seeds = list(seeds)
+    rows = []
+    for old in table["rows"]:
+        options = old.get("options", parse_config(old["config"]))
+        say(f"scoring {old['library']} {old['method']} [{old['config']}; {old['steps']} steps]"
+            f" on {count} x {len(seeds)} seed(s)")
+        rows.append({**{k: old[k] for k in ("budget", "library", "method", "config", "steps",
+                                            "nfe", "distance")}, "options": options,
+                     **score_configuration(case, judge, old["library"], old["method"], options,
+                                           old["steps"], count, seeds)})
+    refs = []
+    if references:
+        for budget in table["budgets"]:
+            for method, options, label in REFERENCES:
+                say(f"scoring {label} ({method}, {options['spacing']}; {budget} steps)")
+                refs.append({"budget": budget, "library": "diffusion-lab", "reference": label,
+                             "method": method, "config": f"spacing={options['spacing']}",
+                             "options": options, "steps": budget, "nfe": budget,
+                             **score_configuration(case, judge, "diffusion-lab", method, options,
+                                                   budget, count, seeds)})
+    return {**{k: v for k, v in table.items() if k not in ("rows", "winners")},
+            "score_samples": count, "score_seeds": seeds, "rows": rows, "references": refs,
+            "winners": _winners(rows, table["budgets"])}
+
+
+def _score_text(row: dict) -> str:
+    spread = f" +- {row['fid_std']:.2g}" if len(row.get("seeds", [])) > 1 else ""
+    return f"{row['fid']:.4g}{spread} / {row['accuracy']:.3f}"
 
 
 def format_checkpoint_winners(table: dict) -> str:
+    seeds = table.get("score_seeds", [table["seed"]])
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean +- std over seeds {seeds}"
     head = ("NFE  best diffusion-lab: FID / accuracy  |  best diffusers: FID / accuracy  | FID ratio"
-            f"   ({table['score_samples']} samples, seed {table['seed']})")
+            f"   ({table['score_samples']} samples, {which})")
     lines = [head]
     for w in table["winners"]:
         ours, theirs = w["diffusion-lab"], w["diffusers"]
         lines.append(
             f"{w['budget']:3d}  {ours['method']} [{ours['config']}; {ours['steps']} steps] "
-            f"{ours['fid']:.4g} / {ours['accuracy']:.3f}  |  {theirs['method']} "
-            f"[{theirs['config']}; {theirs['steps']} steps] {theirs['fid']:.4g} / "
-            f"{theirs['accuracy']:.3f}  | {w['fid_ratio']:.3f}")
+            f"{_score_text(ours)}  |  {theirs['method']} [{theirs['config']}; "
+            f"{theirs['steps']} steps] {_score_text(theirs)}  | {w['fid_ratio']:.3f}")
+    for ref in table.get("references", []):
+        lines.append(f"{ref['budget']:3d}  {ref['reference']} [{ref['config']}; {ref['steps']} "
+                     f"steps] {_score_text(ref)}")
     return "\n".join(lines)

@@ -51,8 +51,8 @@ class Memorization(UnconditionalSampleMetric):
         cache_dir: str = ".cache",
         dataset_name: str = "data",
     ):
-        if num_samples < 1 or batch_size < 1 or pairs < 1:
-            raise ValueError("num_samples, pairs and batch_size must be >= 1")
+        if pairs < 1:
+            raise ValueError(f"{self.what}: pairs must be >= 1, got {pairs}")
         if not 0 < ratio_threshold <= 1 or not 0 <= warn_share <= 1:
             raise ValueError("ratio_threshold must be in (0, 1] and warn_share in [0, 1]")
         super().__init__(num_samples, seed, every_n_steps, at_train_end, min_step, batch_size)

@@ -57,6 +57,7 @@ def coverage_stats(counts: Tensor, data_fractions: Tensor, min_fraction: float =
 
 class ModeCoverage(UnconditionalSampleMetric):
     what = "mode coverage"
+    min_samples = 2  # clusters and histograms need two samples at least
 
     def __init__(
         self,
@@ -71,8 +72,6 @@ class ModeCoverage(UnconditionalSampleMetric):
         dataset_name: str = "data",
         clusters: int | None = 20,
     ):
-        if num_samples < 2 or batch_size < 1:
-            raise ValueError("num_samples must be >= 2 and batch_size >= 1")
         super().__init__(num_samples, seed, every_n_steps, at_train_end, min_step, batch_size)
         self.min_fraction = min_fraction
         self.cache_dir = cache_dir

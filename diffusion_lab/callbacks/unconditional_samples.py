@@ -28,9 +28,13 @@ class UnconditionalSampleMetric(PeriodicMetric):
     calls it and draws its share under DDP; ``what`` names the panel in the skip line."""
 
     what = "panel"
+    min_samples = 1  # the fewest samples the panel's statistic is defined for
 
     def __init__(self, num_samples: int, seed: int, every_n_steps: int | None,
                  at_train_end: bool, min_step: int, batch_size: int) -> None:
+        if num_samples < self.min_samples or batch_size < 1:
+            raise ValueError(f"{self.what}: num_samples must be >= {self.min_samples} and "
+                             f"batch_size >= 1, got {num_samples} and {batch_size}")
         super().__init__(every_n_steps, at_train_end, min_step)
         self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
         self._skip_logged = False
