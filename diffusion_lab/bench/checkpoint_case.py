@@ -231,7 +231,7 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
     seeds = list(seeds)
     rows = []
     for old in table["rows"]:
-        options = old.get("options", parse_config(old["config"]))
+        options = old["options"] if "options" in old else parse_config(old["config"])
         say(f"scoring {old['library']} {old['method']} [{old['config']}; {old['steps']} steps]"
             f" on {count} x {len(seeds)} seed(s)")
         rows.append({**{k: old[k] for k in ("budget", "library", "method", "config", "steps",
