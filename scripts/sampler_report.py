@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.ckpt is not None:
         if args.rescore is None and args.score_samples is None:
             args.score_samples = 1000
-        if min(args.budgets) < 1 or (args.score_samples or 2) < 2 or args.search_samples < 1:
+        if (min(args.budgets) < 1 or args.search_samples < 1
+                or (args.score_samples is not None and args.score_samples < 2)):
             parser.error("need --budgets >= 1, --score-samples >= 2 and --search-samples >= 1")
         if args.score_seeds is not None and len(set(args.score_seeds)) != len(args.score_seeds):
             parser.error("--score-seeds must not repeat a seed")

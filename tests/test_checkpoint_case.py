@@ -160,3 +160,32 @@ def test_ode_prior_floor_is_the_exact_flow_of_the_vp_prior():
                       torch.zeros(1, dtype=torch.float64)])
     solved = oracle.w2(*affine_output_law(dpmpp_2m, oracle, grid, 16))
     assert solved == pytest.approx(ode_prior_floor(oracle, 157.4), rel=5e-3)
+
+
+def test_the_fine_solve_is_made_only_when_a_distance_needs_it():
+    """Scoring alone (``rescore``) never pays for the search's 500-step reference solve."""
+    oracle = GaussianOracle.random(dim=16, seed=0)
+    calls = []
+
+    def denoiser(x, s, c=None):
+        calls.append(1)
+        return oracle(x.double(), s).float()
+
+    c = CheckpointCase(denoiser, linear_schedule(), (16,), 0, search_samples=8, fine_steps=50)
+    c.samples(8, solver=euler, sigmas=UniformSpacing()(c.schedule, 3))
+    assert len(calls) == 3  # three Euler steps, no fine solve
+    c.ours(euler, UniformSpacing()(c.schedule, 3))
+    assert len(calls) == 3 + 50 + 3  # the fine solve (2M: one call per step), then the distance
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rescore", "t.json"], "--rescore needs --ckpt"),
+    (["--ckpt", "c.ckpt", "--score-samples", "0"], "--score-samples >= 2"),
+    (["--ckpt", "c.ckpt", "--score-seeds", "1", "1"], "must not repeat a seed"),
+])
+def test_sampler_report_refuses_bad_scoring_arguments_before_any_work(argv, message, capsys):
+    from test_bench import load_script
+
+    with pytest.raises(SystemExit) as stop:
+        load_script("sampler_report").main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -22,6 +22,7 @@ beside the project's default sampler with and without the cosine-tail skip.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -37,6 +38,7 @@ from diffusion_lab.bench.sampler_table import (
     our_configuration,
     their_scheduler,
 )
+from diffusion_lab.bench.search import describe
 from diffusion_lab.discretization import LogSNRSpacing
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import INITIAL_NOISE_STREAM, STEP_NOISE_STREAM
@@ -73,8 +75,14 @@ class CheckpointCase:
         self.shape, self.num_classes = tuple(int(s) for s in shape), num_classes
         self.fitted = fitted or {}
         self.z, self.cond = self.noise_and_labels(search_samples)
-        fine = LogSNRSpacing()(schedule, fine_steps)
-        self.reference = self._ours_samples(dpmpp_2m, fine, self.z, self.cond, range(len(self.z)))
+        self.fine_steps = fine_steps
+
+    @functools.cached_property
+    def reference(self) -> Tensor:
+        """The fine solve of the search samples, made on the first distance asked for (scoring
+        alone, as in :func:`rescore`, never needs it)."""
+        fine = LogSNRSpacing()(self.schedule, self.fine_steps)
+        return self._ours_samples(dpmpp_2m, fine, self.z, self.cond, range(len(self.z)), self.seed)
 
     def noise_and_labels(self, count: int, seed: int | None = None) -> tuple[Tensor, Tensor | None]:
         """Unit x_T noise of samples 0..count-1 (per-sample seeds from ``seed``, default the
@@ -86,17 +94,15 @@ class CheckpointCase:
         return z, cond
 
     def _ours_samples(self, solver: Callable, sigmas: Tensor, z: Tensor, cond, indices,
-                      seed: int | None = None) -> Tensor:
-        step_noise = PerSampleNoise(self.seed if seed is None else seed, indices,
-                                    stream=STEP_NOISE_STREAM)
+                      seed: int) -> Tensor:
+        step_noise = PerSampleNoise(seed, indices, stream=STEP_NOISE_STREAM)
         x = z * math.sqrt(1.0 + float(sigmas[0]) ** 2)
         with torch.no_grad():
             return solver(self.denoiser, x, sigmas, cond=cond, noise=step_noise).float()
 
     def _theirs_samples(self, scheduler, steps: int, z: Tensor, cond, indices,
-                        seed: int | None = None) -> Tensor:
-        step_noise = PerSampleNoise(self.seed if seed is None else seed, indices,
-                                    stream=STEP_NOISE_STREAM)
+                        seed: int) -> Tensor:
+        step_noise = PerSampleNoise(seed, indices, stream=STEP_NOISE_STREAM)
         return run_scheduler(scheduler, self.denoiser, self.schedule, steps, z, cond, step_noise)
 
     def _distance(self, x: Tensor) -> float:
@@ -110,11 +116,11 @@ class CheckpointCase:
 
     def ours(self, solver: Callable, sigmas: Tensor) -> float:
         return self._distance(self._ours_samples(solver, sigmas, self.z, self.cond,
-                                                 range(len(self.z))))
+                                                 range(len(self.z)), self.seed))
 
     def theirs(self, scheduler, steps: int) -> float:
         return self._distance(self._theirs_samples(scheduler, steps, self.z, self.cond,
-                                                   range(len(self.z))))
+                                                   range(len(self.z)), self.seed))
 
     def samples(self, count: int, *, solver: Callable | None = None, sigmas: Tensor | None = None,
                 scheduler=None, steps: int | None = None, batch: int = 500,
@@ -122,6 +128,7 @@ class CheckpointCase:
         """``count`` class-balanced samples of one configuration (ours: solver + sigmas; theirs:
         scheduler + steps), in batches, from the fixed per-sample seeds of ``seed`` (default
         the case's)."""
+        seed = self.seed if seed is None else seed
         z, cond = self.noise_and_labels(count, seed)
         out = []
         for lo in range(0, count, batch):
@@ -144,11 +151,12 @@ def score_configuration(case: CheckpointCase, judge, library: str, method: str, 
         configuration = {"solver": fn, "sigmas": sigmas}
     else:
         configuration = {"scheduler": their_scheduler(case, method, options), "steps": steps}
+    labels = case.noise_and_labels(count)[1]  # class i mod classes, the same at every seed
     fids, accuracies = [], []
     for seed in seeds:
         x = case.samples(count, seed=seed, **configuration)
         fids.append(float(judge.fid(x)))
-        accuracies.append(float(judge.accuracy(x, case.noise_and_labels(count, seed)[1])))
+        accuracies.append(float(judge.accuracy(x, labels)))
     return {"fid": statistics.fmean(fids), "accuracy": statistics.fmean(accuracies),
             "fid_std": statistics.stdev(fids) if len(fids) > 1 else 0.0, "fids": fids,
             "accuracies": accuracies, "seeds": list(seeds)}
@@ -244,7 +252,7 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
             for method, options, label in REFERENCES:
                 say(f"scoring {label} ({method}, {options['spacing']}; {budget} steps)")
                 refs.append({"budget": budget, "library": "diffusion-lab", "reference": label,
-                             "method": method, "config": f"spacing={options['spacing']}",
+                             "method": method, "config": describe(options),
                              "options": options, "steps": budget, "nfe": budget,
                              **score_configuration(case, judge, "diffusion-lab", method, options,
                                                    budget, count, seeds)})
