@@ -50,3 +50,30 @@ def test_readme_section_is_rewritten_between_the_markers_only(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         write_readme_section(readme, result)
+
+
+def test_interleaved_timing_alternates_the_sides_round_by_round():
+    import torch
+
+    from diffusion_lab.bench.timing import interleaved_median_seconds
+
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    seconds = interleaved_median_seconds(fns, torch.device("cpu"), warmup=1, repeats=4)
+    # warm-up in order, then A B, B A, A B, B A: neither side always runs first
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+
+
+def test_options_table_times_each_option_against_the_baseline():
+    bench = load_script("benchmark")
+    result = bench.main(["--models", "--diffusers", "--options", "--options-model", "unet_tiny",
+                         "--batch", "2", "--warmup", "0", "--repeats", "1"])
+    rows = {r["option"]: r for r in result["options"]}
+    timed = [r for r in rows.values() if r["train_img_per_s"] is not None]
+    assert {"baseline (fp32, SDPA, CFG batched)", "channels_last",
+            "attention: math kernel instead of SDPA's"} <= {r["option"] for r in timed}
+    for r in timed:  # each measured beside the baseline, not against a figure from earlier
+        assert r["vs_baseline"] > 0
+    assert rows["CFG as two forwards"]["vs_baseline"] is None
+    assert rows["fused AdamW"]["note"] == "skipped: CUDA only"

@@ -1,6 +1,7 @@
 """Training-step throughput per preset, side by side with diffusers, and one option at a time.
 
-Side by side: same process, batch, input and precision. "matched" rows run both libraries in
+Side by side: same process, batch, input and precision, the two libraries' steps timed in
+alternation (a drifting machine favours neither). "matched" rows run both libraries in
 their default layout; "best" rows give each library every option measured here (fp32 or bf16
 autocast as the row says, channels_last or not, and with ``--compile`` torch.compile of the
 faster eager layout) and compare the best of each.
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from diffusion_lab.bench.timing import native_bf16, significant
+from diffusion_lab.bench.timing import interleaved_median_seconds, native_bf16, significant
 from diffusion_lab.bench.training_step import (
     MODELS,
     call_ours,
+    inputs,
     sampling_img_per_nfe_s,
     train_figures,
+    train_step,
 )
 
 # diffusion-lab preset -> (diffusers builder, how to call it, parameter-matched?)
@@ -46,9 +49,9 @@ def throughput(args, device) -> list[dict]:
     return rows
 
 
-def _measure(make, call, shape, batch, device, args, bf16, layout) -> float:
-    """Training img/s of a fresh model in ``layout``: "default", "channels_last", or
-    "compiled" / "compiled channels_last" (torch.compile, compilation untimed)."""
+def _prepared_step(make, call, shape, batch, device, bf16, layout):
+    """One training step of a fresh model in ``layout`` ("default", "channels_last", or
+    "compiled" / "compiled channels_last": torch.compile of that layout), over fixed inputs."""
     torch.manual_seed(0)
     net = make().to(device)
     cl = "channels_last" in layout
@@ -56,22 +59,39 @@ def _measure(make, call, shape, batch, device, args, bf16, layout) -> float:
         net = net.to(memory_format=torch.channels_last)
     if layout.startswith("compiled"):
         net = torch.compile(net)
+    x, t, y, eps = inputs(shape, batch, device, cl)
+    return train_step(net, call, x, t, y, eps, bf16)
+
+
+def _rates(sides: dict, shape, batch, device, args, bf16, layouts: dict) -> dict:
+    """{side: training img/s} with ``layouts[side]`` for each side, the sides timed in
+    alternation (``interleaved_median_seconds``); compilation happens in the untimed warm-up."""
+    steps = {side: _prepared_step(*sides[side], shape, batch, device, bf16, layouts[side])
+             for side in sides}
+    compiled = any(layout.startswith("compiled") for layout in layouts.values())
+    warmup = max(args.warmup, 2) if compiled else args.warmup
     try:
-        return train_figures(net, call, shape, batch, device, args, bf16=bf16,
-                             channels_last=cl)["train_img_per_s"]
+        seconds = interleaved_median_seconds(steps, device, warmup, args.repeats)
     finally:
-        if layout.startswith("compiled"):
+        if compiled:
             torch._dynamo.reset()  # no compiled code or guards leak into the next measurement
+    return {side: significant(batch / s) for side, s in seconds.items()}
 
 
-def _side(make, call, shape, batch, device, args, bf16, compile_too: bool) -> dict:
-    """{layout: img/s} for every layout measured (compile only of the faster eager one)."""
-    rates = {layout: _measure(make, call, shape, batch, device, args, bf16, layout)
-             for layout in ("default", "channels_last")}
+def _side_by_side(sides: dict, shape, batch, device, args, bf16, compile_too: bool) -> dict:
+    """{side: {layout: img/s}}: both eager layouts for every side, each layout's sides timed
+    together; with ``compile_too`` torch.compile of each side's faster eager layout, the
+    compiled sides timed together as well."""
+    rates = {side: {} for side in sides}
+    for layout in ("default", "channels_last"):
+        for side, rate in _rates(sides, shape, batch, device, args, bf16,
+                                 dict.fromkeys(sides, layout)).items():
+            rates[side][layout] = rate
     if compile_too:
-        eager = max(rates, key=rates.get)
-        layout = "compiled" if eager == "default" else "compiled channels_last"
-        rates[layout] = _measure(make, call, shape, batch, device, args, bf16, layout)
+        layouts = {side: ("compiled" if max(r, key=r.get) == "default" else "compiled channels_last")
+                   for side, r in rates.items()}
+        for side, rate in _rates(sides, shape, batch, device, args, bf16, layouts).items():
+            rates[side][layouts[side]] = rate
     return rates
 
 
@@ -92,8 +112,9 @@ def versus_diffusers(args, device) -> list[dict]:
             # compilation takes minutes on a CPU: at the fastest precision only
             compile_too = (args.compile and name in getattr(args, "compile_models", [name])
                            and bf16 == precisions[-1])
-            ours = _side(make, call_ours, shape, batch, device, args, bf16, compile_too)
-            theirs = _side(theirs_make, theirs_call, shape, batch, device, args, bf16, compile_too)
+            rates = _side_by_side({"ours": (make, call_ours), "diffusers": (theirs_make, theirs_call)},
+                                  shape, batch, device, args, bf16, compile_too)
+            ours, theirs = rates["ours"], rates["diffusers"]
             common = {"model": name, "precision": _precision(bf16), "batch": batch,
                       "params_ours": p_ours, "params_diffusers": p_theirs, "param_matched": matched}
             a, b = ours["default"], theirs["default"]
@@ -123,20 +144,25 @@ def options(args, device) -> list[dict]:
     def add(option, figures=None, sample=None, note=""):
         figures = figures or {}
         rows.append({"option": option, "train_img_per_s": figures.get("train_img_per_s"),
+                     "vs_baseline": figures.get("vs_baseline"),
                      "forward_MiB": figures.get("forward_MiB"), "sample_img_nfe_per_s": sample,
                      "note": note})
 
-    def train(net, **kw):
-        return train_figures(net, call_ours, shape, batch, device, args, **kw)
+    # every option's step is timed in alternation with the baseline's (vs_baseline: the ratio
+    # of their img/s, immune to the machine's drift between one option and the next)
+    baseline_net = fresh()
+    baseline_step = train_step(baseline_net, call_ours, *inputs(shape, batch, device), False)
 
-    net = fresh()
-    add("baseline (fp32, SDPA, CFG batched)", train(net),
-        sampling_img_per_nfe_s(net, shape, batch, device, args))
+    def train(net, **kw):
+        return train_figures(net, call_ours, shape, batch, device, args, against=baseline_step, **kw)
+
+    add("baseline (fp32, SDPA, CFG batched)", train(fresh()),
+        sampling_img_per_nfe_s(fresh(), shape, batch, device, args))
     add("channels_last", train(fresh().to(memory_format=torch.channels_last), channels_last=True))
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with sdpa_kernel(SDPBackend.MATH):
-        add("attention: math kernel instead of SDPA's", train(fresh()))
+    add("attention: math kernel instead of SDPA's",
+        train(fresh(), context=lambda: sdpa_kernel(SDPBackend.MATH)))
     add("activation checkpointing (backbone.checkpointing=true)", train(fresh(checkpointing=True)),
         note="forward MiB: memory held for backward")
     if native_bf16(device):

@@ -45,7 +45,8 @@ def render(result: dict) -> str:
             ("gflop_per_s", "GFLOP/s"), ("sample_img_nfe_per_s", "sample img/s per NFE"),
             ("peak_mem_MiB", "peak MiB")])
     if result.get("diffusers"):
-        lines += [("Side by side with diffusers, same process, batch, input and precision (ratio = "
+        lines += [("Side by side with diffusers, same process, batch, input and precision, the two "
+                   "timed in alternation (ratio = "
                   "diffusion-lab / diffusers training throughput):"), ""]
         lines += _table(result["diffusers"], [
             ("model", "model"), ("precision", "precision"), ("batch", "batch"),
@@ -54,9 +55,10 @@ def render(result: dict) -> str:
             ("ours_img_per_s", "ours img/s"), ("diffusers_img_per_s", "diffusers img/s"),
             ("ratio", "ratio")])
     if result.get("options"):
-        lines += ["One option changed at a time (DDPM CIFAR-10 U-Net):", ""]
+        lines += [("One option changed at a time (DDPM CIFAR-10 U-Net), each timed in alternation "
+                   "with the baseline (x baseline: the ratio of their training img/s):"), ""]
         lines += _table(result["options"], [
-            ("option", "option"), ("train_img_per_s", "train img/s"),
+            ("option", "option"), ("train_img_per_s", "train img/s"), ("vs_baseline", "x baseline"),
             ("forward_MiB", "forward MiB"), ("sample_img_nfe_per_s", "sample img/s per NFE"),
             ("note", "note")])
     lines += performance_sections(result)

@@ -20,16 +20,28 @@ def sync(device: torch.device) -> None:
 
 
 def median_seconds(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    return interleaved_median_seconds({"fn": fn}, device, warmup, repeats)["fn"]
+
+
+def interleaved_median_seconds(fns: dict[str, Callable[[], object]], device: torch.device,
+                               warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each of ``fns``, timed in alternation: round r runs them in
+    the given order for even r and reversed for odd r (A B, B A, A B, ...), so a machine whose
+    speed drifts during the measurement (a shared VM, a clock that throttles) and whatever one
+    call leaves in the caches for the next favour no side of a comparison."""
+    names = list(fns)
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(max(1, repeats)):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name in names:
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(max(1, repeats)):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def significant(x: float, digits: int = 3) -> float:

@@ -10,6 +10,7 @@ from diffusion_lab.backbones import UNet
 from diffusion_lab.bench.timing import (
     allocated_mib,
     count_flops,
+    interleaved_median_seconds,
     median_seconds,
     significant,
 )
@@ -103,24 +104,44 @@ def forward_memory_mib(net, call, x, t, y, bf16: bool) -> float | None:
     return None if before is None else round(after - before, 1)
 
 
+def within(context, fn):
+    """``fn`` run inside a fresh ``context()`` at every call (e.g. an attention-kernel choice
+    that must hold for this step only, not for a step timed beside it)."""
+    if context is None:
+        return fn
+
+    def wrapped():
+        with context():
+            return fn()
+
+    return wrapped
+
+
 def train_figures(net, call, shape, batch, device, args, bf16=False, channels_last=False,
-                  fused=None) -> dict:
+                  fused=None, context=None, against=None) -> dict:
+    """img/s, GFLOP/s and memory of a training step of ``net``. ``context``: a context-manager
+    factory entered around every call. ``against``: a step to time in alternation with this one
+    (``interleaved_median_seconds``), giving ``vs_baseline`` = its seconds / this step's."""
     x, t, y, eps = inputs(shape, batch, device, channels_last)
     # FLOPs and memory on the eager module: FlopCounterMode's global module hooks would fire
     # inside a compiled graph (and be traced into it), slowing every later call.
     eager = getattr(net, "_orig_mod", net)
-    flops = count_flops(train_step(eager, call, x, t, y, eps, bf16, fused))
-    memory = forward_memory_mib(eager, call, x, t, y, bf16)
-    step = train_step(net, call, x, t, y, eps, bf16, fused)
+    flops = count_flops(within(context, train_step(eager, call, x, t, y, eps, bf16, fused)))
+    memory = within(context, lambda: forward_memory_mib(eager, call, x, t, y, bf16))()
+    step = within(context, train_step(net, call, x, t, y, eps, bf16, fused))
     warmup = max(args.warmup, 2) if eager is not net else args.warmup  # compilation untimed
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    seconds = median_seconds(step, device, warmup, args.repeats)
+    fns = {"step": step} if against is None else {"step": step, "against": against}
+    seconds = interleaved_median_seconds(fns, device, warmup, args.repeats)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return {"train_img_per_s": significant(batch / seconds),
-            "gflop_per_img": significant(flops / batch / 1e9),
-            "gflop_per_s": significant(flops / seconds / 1e9), "forward_MiB": memory,
-            "peak_mem_MiB": None if peak is None else round(peak, 1)}
+    figures = {"train_img_per_s": significant(batch / seconds["step"]),
+               "gflop_per_img": significant(flops / batch / 1e9),
+               "gflop_per_s": significant(flops / seconds["step"] / 1e9), "forward_MiB": memory,
+               "peak_mem_MiB": None if peak is None else round(peak, 1)}
+    if against is not None:
+        figures["vs_baseline"] = significant(seconds["against"] / seconds["step"])
+    return figures
 
 
 def sampling_img_per_nfe_s(net, shape, batch, device, args, bf16=False, two_forwards=False) -> float:
