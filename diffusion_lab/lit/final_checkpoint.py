@@ -24,7 +24,7 @@ class FinalCheckpoint(L.Callback):
         self.path = Path(path)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resumable
         trainer.callback_metrics[STEP_KEY] = torch.tensor(trainer.global_step)
 
 

@@ -164,7 +164,7 @@ class Preemption(L.Callback):
     def _save(self, trainer) -> Preempted:
         step = trainer.global_step
         try:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resumable
             message = f"saved {self.path} at step {step}; resume with ckpt_path={self.path} or resume=auto"
             saved = self.path
         except Exception as e:
