@@ -63,12 +63,48 @@ def test_scaling_tables_from_the_benchmark(tmp_path, shared_cache):
     assert (tmp_path / "again" / "README.md").read_text() == text
 
 
+def test_diffusers_loop_samplers_cover_the_cosine_tail_that_breaks_the_default_grid():
+    """On squaredcos_cap_v2 diffusers' default DPM-Solver++(2M) grid starts at t = 999 (alpha_bar
+    2.4e-9), where a 1% eps error becomes a large x0 error; the configurations the time-to-quality
+    benchmark also tries (x0 clipping, leading spacing) do not pay it. Data: a point mass at 0, so
+    every exact sampler returns 0."""
+    pytest.importorskip("diffusers")
+    from types import SimpleNamespace
+
+    import diffusers
+    import torch
+
+    from diffusion_lab.bench import diffusers_loop as dl
+
+    ddpm = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    ab = ddpm.alphas_cumprod
+
+    class OnePercentOff(torch.nn.Module):  # eps* = x / sqrt(1 - ab_t), scaled by 1.01
+        def forward(self, x, t, class_labels=None):
+            return SimpleNamespace(sample=1.01 * x / (1 - ab[t.long()]).sqrt().view(-1, 1, 1, 1))
+
+    labels = torch.zeros(64, dtype=torch.long)
+    err = {name: dl.sample(OnePercentOff(), ddpm, labels, (1, 8, 8), scheduler=cls,
+                           options=opts).abs().mean().item() for name, cls, opts in dl.SAMPLERS}
+    assert set(err) >= {"DPM-Solver++(2M)", "DPM-Solver++(2M), clip x0", "UniPC bh2, clip x0"}
+    default = err.pop("DPM-Solver++(2M)")
+    assert max(err.values()) * 5 < default, (default, err)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_time_to_quality_trains_both_sides_and_judges_each_budget(shared_cache):
+    from diffusion_lab.bench.diffusers_loop import SAMPLERS
     from diffusion_lab.bench.time_to_quality import time_to_quality
 
     r = time_to_quality([0.3, 0.6], samples_per_class=1, cache_dir=shared_cache, progress=lambda s: None)
+    # diffusers' row at each budget is its best configuration of those tried, named
+    for row in r["rows"]["diffusers"]:
+        assert set(row["fid_by_sampler"]) <= {name for name, _, _ in SAMPLERS}
+        assert len(row["fid_by_sampler"]) >= len(SAMPLERS) - 1
+        assert row["fid"] == min(row["fid_by_sampler"].values())
+        assert row["fid_by_sampler"][row["sampler"]] == row["fid"]
+    assert all(row["sampler"] == "dpmpp_2m, LogSNRSpacing" for row in r["rows"]["diffusion-lab"])
     # the diffusers loop is the same size as the default model (within 0.1% of parameters)
     assert abs(r["params_diffusers"] - r["params_ours"]) < 1e-3 * r["params_ours"]
     for side in ("diffusion-lab", "diffusers"):
@@ -104,3 +140,21 @@ def test_gpu_check_dry_run_writes_json_the_readme_renders(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "On a GPU (`bash scripts/gpu_check.sh`)" in text and "| dit_tiny | bf16-autocast |" in text
     assert "Default run equivalent: `python scripts/train.py" in text
+
+
+def test_time_to_quality_readme_lines_name_each_rows_sampler_and_the_configurations_tried():
+    from diffusion_lab.bench.readme_performance import time_to_quality_lines
+
+    tried = {"DPM-Solver++(2M)": 15.5, "DPM-Solver++(2M), clip x0": 0.9}
+    t = {"budgets": [60, 120], "samples": 1000, "seed": 12345, "sampler": "20 NFE",
+         "params_ours": 100, "params_diffusers": 100, "reference": {}, "target_fid": 0.9,
+         "seconds_ours": 60, "seconds_diffusers": 120, "speedup": 2.0,
+         "rows": {"diffusion-lab": [{"seconds": 60, "steps": 10, "fid": 0.5, "accuracy": 0.9,
+                                     "sampler": "dpmpp_2m, LogSNRSpacing"}],
+                  "diffusers": [{"seconds": 120, "steps": 9, "fid": 0.9, "accuracy": 0.8,
+                                 "sampler": "DPM-Solver++(2M), clip x0", "fid_by_sampler": tried}]}}
+    text = "\n".join(time_to_quality_lines(t))
+    assert "| diffusers | 120 | 9 | 0.9 | 0.8 | DPM-Solver++(2M), clip x0 |" in text
+    assert "| diffusion-lab | 60 | 10 | 0.5 | 0.9 | dpmpp_2m, LogSNRSpacing |" in text
+    assert "`DPM-Solver++(2M)`; `DPM-Solver++(2M), clip x0`" in text
+    assert "ratio 2.0" in text

@@ -7,8 +7,17 @@ and cosine decay (``get_cosine_schedule_with_warmup``), ``EMAModel`` with its wa
     x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps,   loss = ||eps - eps_theta(x_t, t, y)||^2,
 
 with the label replaced by the null class with probability ``label_dropout`` (the same
-classifier-free training as diffusion-lab's). Sampling: ``DPMSolverMultistepScheduler``
-(DPM-Solver++(2M)) from the training scheduler's config, ``steps`` network evaluations.
+classifier-free training as diffusion-lab's). Sampling: any diffusers scheduler built from the
+training scheduler's config, ``steps`` network evaluations; :data:`SAMPLERS` are the
+configurations a diffusers user would try at a fixed NFE, each snapshot is scored with all of them
+and the best counts (:mod:`diffusion_lab.bench.time_to_quality`).
+
+Why more than the default: on the cosine schedule (``squaredcos_cap_v2``, betas clipped at 0.999)
+alpha_bar at t = 999 is 2.4e-9, so diffusers' default grid (``linspace``/``trailing``) starts
+where the data prediction x0 = (x - sqrt(1 - ab) eps) / sqrt(ab) multiplies the network's eps
+error by ~2e4; without clipping that error reaches the sample. ``thresholding=True,
+sample_max_value=1`` clamps x0 to [-1, 1] (what diffusion-lab's ``clip_denoised`` does) and
+``leading`` spacing starts lower instead (t = 940 at 20 steps).
 """
 
 from __future__ import annotations
@@ -94,12 +103,34 @@ class DiffusersLoop:
             [n for n, _ in self.net.named_parameters()], self.ema.shadow_params)}
 
 
+#: (name, scheduler class, options): a diffusers user's candidates at a fixed NFE on image data in
+#: [-1, 1]; "clip x0" is ``thresholding`` with ``sample_max_value=1`` (x0 clamped to [-1, 1])
+CLIP_X0 = {"thresholding": True, "sample_max_value": 1.0}
+SAMPLERS: tuple[tuple[str, str, dict], ...] = (
+    ("DPM-Solver++(2M)", "DPMSolverMultistepScheduler", {}),
+    ("DPM-Solver++(2M), clip x0", "DPMSolverMultistepScheduler", CLIP_X0),
+    ("DPM-Solver++(2M), leading", "DPMSolverMultistepScheduler", {"timestep_spacing": "leading"}),
+    ("DPM-Solver++(2M), leading, clip x0", "DPMSolverMultistepScheduler",
+     {"timestep_spacing": "leading", **CLIP_X0}),
+    ("DPM-Solver++(2M), Lu lambdas, clip x0", "DPMSolverMultistepScheduler",
+     {"use_lu_lambdas": True, **CLIP_X0}),
+    ("DPM-Solver++(3M), leading, clip x0", "DPMSolverMultistepScheduler",
+     {"solver_order": 3, "timestep_spacing": "leading", **CLIP_X0}),
+    ("UniPC bh2, clip x0", "UniPCMultistepScheduler", CLIP_X0),
+    ("UniPC bh2, leading, clip x0", "UniPCMultistepScheduler",
+     {"timestep_spacing": "leading", **CLIP_X0}),
+    ("DDIM, clip x0", "DDIMScheduler", {"clip_sample": True}),
+)
+
+
 @torch.no_grad()
 def sample(net, train_scheduler, labels: torch.Tensor, shape, steps: int = 20, seed: int = 0,
-           batch_size: int = 500) -> torch.Tensor:
-    """DPM-Solver++(2M) with ``steps`` evaluations, clamped to [-1, 1] at the end."""
+           batch_size: int = 500, scheduler: str = "DPMSolverMultistepScheduler",
+           options: dict | None = None) -> torch.Tensor:
+    """diffusers' sampling loop: ``scheduler`` (options ``options``) from the training
+    scheduler's config, ``steps`` evaluations, clamped to [-1, 1] at the end."""
     d = _diffusers()
-    solver = d.DPMSolverMultistepScheduler.from_config(train_scheduler.config)
+    solver = getattr(d, scheduler).from_config(train_scheduler.config, **(options or {}))
     net.eval()
     out = []
     g = torch.Generator().manual_seed(seed)
@@ -109,7 +140,7 @@ def sample(net, train_scheduler, labels: torch.Tensor, shape, steps: int = 20, s
         solver.set_timesteps(steps)
         x = x * solver.init_noise_sigma
         for t in solver.timesteps:
-            eps = net(x, t.expand(len(y)), class_labels=y).sample
+            eps = net(solver.scale_model_input(x, t), t.expand(len(y)), class_labels=y).sample
             x = solver.step(eps, t, x).prev_sample
         out.append(x.clamp(-1, 1))
     net.train()

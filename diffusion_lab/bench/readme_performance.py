@@ -47,10 +47,20 @@ def time_to_quality_lines(t: dict) -> list[str]:
               f"EMA weights at each budget sample {t['samples']} images (seed {t['seed']}, "
               f"{t['sampler']}), judged by the data classifier (FID on its features; held-out "
               f"real images: FID {ref.get('fid_classifier_val_vs_train', float('nan')):.2f}, "
-              f"accuracy {ref.get('classifier_val_accuracy', float('nan')):.3f}):"), ""]
+              f"accuracy {ref.get('classifier_val_accuracy', float('nan')):.3f})"
+              + (f"; on {t['machine']}" if t.get("machine") else "") + ":"), ""]
     lines += table(rows, [("side", "library"), ("seconds", "training s"), ("steps", "steps"),
                           ("fid", "FID"), ("accuracy", "accuracy"),
-                          ("sample_seconds", "sampling s")])
+                          ("sampler", "sampler (20 NFE)"), ("sample_seconds", "sampling s")])
+    tried = next((r.get("fid_by_sampler") for r in t["rows"].get("diffusers", [])
+                  if r.get("fid_by_sampler")), None)
+    if tried:
+        lines += [("diffusers' configurations tried at every budget (the best counts): "
+                   + "; ".join(f"`{k}`" for k in tried) + ". On this cosine schedule the default "
+                   "DPM-Solver++(2M) grid starts at t = 999, where alpha_bar is 2.4e-9 and the "
+                   "data prediction multiplies the network's error by ~2e4: without x0 clipping "
+                   "(`thresholding=True, sample_max_value=1`, diffusion-lab's `clip_denoised`) "
+                   "or a `leading` grid, that error reaches the samples."), ""]
     if t.get("speedup"):
         lines += [(f"Seconds to reach FID {t['target_fid']} (the diffusers loop's at its largest "
                    f"budget): diffusion-lab {t['seconds_ours']:g}, diffusers "

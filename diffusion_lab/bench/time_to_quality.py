@@ -6,9 +6,13 @@ AdamW 1e-3 with warm-up, EMA, label dropout) through the Lightning Trainer the p
 with, no logger, no checkpoints, no validation (the diffusers loop has none either). diffusers
 side: ``bench/diffusers_loop.py``. Each side trains once; when its training time passes a
 budget the EMA weights are snapshotted (the snapshot's own time is not counted). Afterwards
-every snapshot samples ``samples_per_class`` images per class with its best 20-NFE sampler
-(DPM-Solver++(2M), guidance scale 1: one evaluation per step) and the project's judge gives FID
-(classifier features, cached real statistics) and classifier accuracy.
+every snapshot samples ``samples_per_class`` images per class at 20 NFE, guidance scale 1 (one
+evaluation per step), and the project's judge gives FID (classifier features, cached real
+statistics) and classifier accuracy. diffusion-lab samples with its default sampler; each
+diffusers snapshot is sampled with every configuration of
+:data:`diffusion_lab.bench.diffusers_loop.SAMPLERS` (the same x_T seeds) and its best FID
+counts, named in the row: diffusers gets its best sampler per budget, picked on the scored
+samples themselves (a choice that can only flatter it).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from diffusion_lab.evaluation.judge import SampleJudge
 from diffusion_lab.evaluation.samples import generate_samples, grid_labels
@@ -107,6 +112,13 @@ def evaluate(judge: SampleJudge, labels: torch.Tensor, draw) -> dict:
             "sample_seconds": round(seconds, 1)}
 
 
+def _our_sampler(cfg) -> str:
+    """The default sampler's name: its solver and grid, e.g. ``dpmpp_2m, LogSNRSpacing``."""
+    solver = str(cfg.sampler.solver._target_).rsplit(".", 1)[-1]
+    grid = str(OmegaConf.select(cfg, "sampler.spacing._target_", default="") or "").rsplit(".", 1)[-1]
+    return f"{solver}, {grid}" if grid else solver
+
+
 def seconds_to_reach(rows: list[dict], fid: float) -> float | None:
     """The first budget at which a side's FID is at or below ``fid`` (None: not reached)."""
     hits = [r["seconds"] for r in rows if r["fid"] <= fid]
@@ -115,7 +127,9 @@ def seconds_to_reach(rows: list[dict], fid: float) -> float | None:
 
 def time_to_quality(budgets: list[float], samples_per_class: int = 100, seed: int = 12345,
                     cache_dir: str | Path = ".cache", overrides: list[str] = (),
-                    progress=print) -> dict:
+                    progress=print, diffusers_samplers: list[str] | None = None) -> dict:
+    """``diffusers_samplers``: names of :data:`~diffusion_lab.bench.diffusers_loop.SAMPLERS` to
+    try on the diffusers side (default: all)."""
     cfg = default_config([*overrides, "logger=none", "callbacks=none",
                           f"paths.run_dir={Path(cache_dir).resolve() / 'time_to_quality'}"])
     progress(f"diffusion-lab: training the default digits model for {max(budgets)} s")
@@ -124,26 +138,44 @@ def time_to_quality(budgets: list[float], samples_per_class: int = 100, seed: in
     net, ddpm, theirs = train_theirs(dm, budgets, module.num_classes, int(cfg.seed))
     judge = SampleJudge.for_data(dm, cache_dir, cfg.data.name)
     labels = grid_labels(module.num_classes, samples_per_class)
+    from diffusion_lab.bench.diffusers_loop import SAMPLERS
     from diffusion_lab.bench.diffusers_loop import sample as diffusers_sample
+
+    samplers = SAMPLERS if diffusers_samplers is None else [
+        s for s in SAMPLERS if s[0] in set(diffusers_samplers)]
 
     rows = {"diffusion-lab": [], "diffusers": []}
     for seconds, steps, state in ours:
         module.ema.model.load_state_dict(state)
         r = evaluate(judge, labels, lambda lab: generate_samples(
             module, lab, len(lab), seed=seed, guidance_scale=1.0, distributed=False))
-        rows["diffusion-lab"].append({"seconds": seconds, "steps": steps, **r})
+        rows["diffusion-lab"].append({"seconds": seconds, "steps": steps, **r,
+                                      "sampler": _our_sampler(cfg)})
         progress(f"diffusion-lab {seconds:g} s: {rows['diffusion-lab'][-1]}")
     ema_net = copy.deepcopy(net)
     for seconds, steps, state in theirs:
         ema_net.load_state_dict(state, strict=False)
-        r = evaluate(judge, labels, lambda lab: diffusers_sample(
-            ema_net, ddpm, lab, tuple(module.sample_shape), steps=20, seed=seed))
-        rows["diffusers"].append({"seconds": seconds, "steps": steps, **r})
+        tried = {}
+        for name, cls, options in samplers:
+            try:
+                tried[name] = evaluate(judge, labels, lambda lab, c=cls, o=options: diffusers_sample(
+                    ema_net, ddpm, lab, tuple(module.sample_shape), steps=20, seed=seed,
+                    scheduler=c, options=o))
+            except (IndexError, ValueError) as e:  # a configuration diffusers cannot run here
+                progress(f"diffusers {seconds:g} s, {name}: skipped ({type(e).__name__}: {e})")
+        best = min(tried, key=lambda k: tried[k]["fid"])
+        rows["diffusers"].append({"seconds": seconds, "steps": steps, **tried[best],
+                                  "sampler": best,
+                                  "fid_by_sampler": {k: v["fid"] for k, v in tried.items()}})
         progress(f"diffusers {seconds:g} s: {rows['diffusers'][-1]}")
     target = rows["diffusers"][-1]["fid"]  # the diffusers loop's FID at the largest budget
     a, b = seconds_to_reach(rows["diffusion-lab"], target), seconds_to_reach(rows["diffusers"], target)
+    from diffusion_lab.bench.readme import machine_description
+
     return {"budgets": sorted(budgets), "samples": len(labels), "seed": seed,
-            "sampler": "DPM-Solver++(2M), 20 NFE, guidance scale 1 (both sides)",
+            "machine": machine_description(torch.device("cpu")),
+            "sampler": ("20 NFE, guidance scale 1; diffusion-lab: its default sampler; "
+                        f"diffusers: the best FID of {len(samplers)} scheduler configurations"),
             "params_ours": module.num_parameters(),
             "params_diffusers": sum(p.numel() for p in net.parameters()),
             "rows": rows, "reference": judge.reference(), "target_fid": target,
