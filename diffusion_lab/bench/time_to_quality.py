@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from diffusion_lab.bench.readme import machine_description
 from diffusion_lab.evaluation.judge import SampleJudge
 from diffusion_lab.evaluation.samples import generate_samples, grid_labels
 from diffusion_lab.tasks.build import CONF_DIR, build_datamodule, build_module
@@ -127,9 +128,7 @@ def seconds_to_reach(rows: list[dict], fid: float) -> float | None:
 
 def time_to_quality(budgets: list[float], samples_per_class: int = 100, seed: int = 12345,
                     cache_dir: str | Path = ".cache", overrides: list[str] = (),
-                    progress=print, diffusers_samplers: list[str] | None = None) -> dict:
-    """``diffusers_samplers``: names of :data:`~diffusion_lab.bench.diffusers_loop.SAMPLERS` to
-    try on the diffusers side (default: all)."""
+                    progress=print) -> dict:
     cfg = default_config([*overrides, "logger=none", "callbacks=none",
                           f"paths.run_dir={Path(cache_dir).resolve() / 'time_to_quality'}"])
     progress(f"diffusion-lab: training the default digits model for {max(budgets)} s")
@@ -138,11 +137,8 @@ def time_to_quality(budgets: list[float], samples_per_class: int = 100, seed: in
     net, ddpm, theirs = train_theirs(dm, budgets, module.num_classes, int(cfg.seed))
     judge = SampleJudge.for_data(dm, cache_dir, cfg.data.name)
     labels = grid_labels(module.num_classes, samples_per_class)
-    from diffusion_lab.bench.diffusers_loop import SAMPLERS
+    from diffusion_lab.bench.diffusers_loop import SAMPLERS as samplers
     from diffusion_lab.bench.diffusers_loop import sample as diffusers_sample
-
-    samplers = SAMPLERS if diffusers_samplers is None else [
-        s for s in SAMPLERS if s[0] in set(diffusers_samplers)]
 
     rows = {"diffusion-lab": [], "diffusers": []}
     for seconds, steps, state in ours:
@@ -170,8 +166,6 @@ def time_to_quality(budgets: list[float], samples_per_class: int = 100, seed: in
         progress(f"diffusers {seconds:g} s: {rows['diffusers'][-1]}")
     target = rows["diffusers"][-1]["fid"]  # the diffusers loop's FID at the largest budget
     a, b = seconds_to_reach(rows["diffusion-lab"], target), seconds_to_reach(rows["diffusers"], target)
-    from diffusion_lab.bench.readme import machine_description
-
     return {"budgets": sorted(budgets), "samples": len(labels), "seed": seed,
             "machine": machine_description(torch.device("cpu")),
             "sampler": ("20 NFE, guidance scale 1; diffusion-lab: its default sampler; "
