@@ -141,12 +141,13 @@ def time_to_quality(budgets: list[float], samples_per_class: int = 100, seed: in
     from diffusion_lab.bench.diffusers_loop import sample as diffusers_sample
 
     rows = {"diffusion-lab": [], "diffusers": []}
+    our_sampler = _our_sampler(cfg)
     for seconds, steps, state in ours:
         module.ema.model.load_state_dict(state)
         r = evaluate(judge, labels, lambda lab: generate_samples(
             module, lab, len(lab), seed=seed, guidance_scale=1.0, distributed=False))
         rows["diffusion-lab"].append({"seconds": seconds, "steps": steps, **r,
-                                      "sampler": _our_sampler(cfg)})
+                                      "sampler": our_sampler})
         progress(f"diffusion-lab {seconds:g} s: {rows['diffusion-lab'][-1]}")
     ema_net = copy.deepcopy(net)
     for seconds, steps, state in theirs:
