@@ -3,6 +3,10 @@
   python scripts/few_step_report.py --teacher T.ckpt --student S.ckpt [--ddpm-steps 1000]
   python scripts/few_step_report.py --nfe-model flow=F.ckpt --nfe-model eps=E.ckpt --nfe 5 10 20
 Samples: --samples-per-class per class (default 100), noise from --seed (default 12345).
+
+--tune-levels first searches the student's intermediate level sigma_hi (where the 2-step sampler
+re-noises; diffusion_lab.distill.level_search) by FID on the noise of --tune-seed (default
+--seed + 1, never --seed), then reports every student row at the level found.
 """
 
 from __future__ import annotations
@@ -16,9 +20,16 @@ from pathlib import Path
 import torch
 
 from diffusion_lab.discretization import LogSNRSpacing
-from diffusion_lab.distill.few_step_report import measure_rows, nfe_rows, student_rows
+from diffusion_lab.distill.few_step_report import (
+    measure_rows,
+    nfe_rows,
+    student_rows,
+    student_spacing,
+)
+from diffusion_lab.distill.level_search import DEFAULT_CANDIDATES, best_level, score_levels
 from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.samplers import dpmpp_2m
+from diffusion_lab.samplers.consistency_sampling import ConsistencySpacing, consistency
 from diffusion_lab.tasks.build import module_from_checkpoint
 from diffusion_lab.tasks.errors import ConfigError, exit_on_user_error
 from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
@@ -51,8 +62,14 @@ def main() -> int:
     p.add_argument("--guidance-scale", type=float, default=1.0, help="for --nfe-model rows")
     p.add_argument("--samples-per-class", type=int, default=100)
     p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--tune-levels", action="store_true",
+                   help="search the student's 2-step intermediate level by FID first")
+    p.add_argument("--tune-seed", type=int, default=None, help="noise of the search (--seed + 1)")
+    p.add_argument("--tune-candidates", type=float, nargs="+", default=list(DEFAULT_CANDIDATES),
+                   metavar="SIGMA")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    cache_dir = os.environ.get("DIFFUSION_LAB_CACHE", ".cache")
     load = _loader()
     with exit_on_user_error():
         if (args.samples_per_class < 1 or min(args.steps) < 1 or min(args.nfe) < 1
@@ -61,11 +78,40 @@ def main() -> int:
                               "must be >= 1")
         if bool(args.teacher) != bool(args.student) or not (args.teacher or args.nfe_model):
             raise ConfigError("give --teacher and --student, and/or --nfe-model NAME=CKPT")
-        rows = []
+        tune_seed = args.seed + 1 if args.tune_seed is None else args.tune_seed
+        if args.tune_levels and not args.student:
+            raise ConfigError("--tune-levels searches a student's levels: give --student")
+        if args.tune_levels and tune_seed == args.seed:
+            raise ConfigError("--tune-seed must differ from --seed: levels chosen on the reported "
+                              "draw would flatter the student")
+        rows, search = [], []
         if args.student:
-            rows += student_rows(args.teacher, args.student, load(args.student)[0],
+            student = load(args.student)[0]
+            spacing = student_spacing(student)
+            if args.tune_levels:
+                top = min(spacing.sigma_max, student.schedule.sigma_max)
+                if not all(0 < c < top for c in args.tune_candidates):
+                    raise ConfigError(f"--tune-candidates must lie in (0, {top:g}), the student's "
+                                      f"top level; got {args.tune_candidates}")
+
+                def score(trial):
+                    row = ("search 2-step", args.student, SamplerSpec(consistency, trial, 2),
+                           student.teacher_guidance_scale)
+                    result = measure_rows([row], load, samples_per_class=args.samples_per_class,
+                                          seed=tune_seed, cache_dir=cache_dir)[0]
+                    print(f"  sigma_hi={trial.sigma_hi:g}: accuracy {result['accuracy']:.3f}, "
+                          f"FID {result['fid']:.3f}", flush=True)
+                    return result
+
+                search = score_levels(score, spacing, args.tune_candidates)
+                best = best_level(search)
+                spacing = ConsistencySpacing(spacing.sigma_max, best, min(spacing.sigma_lo, best))
+                print(f"intermediate level: sigma_hi={best:g} (lowest FID of {len(search)} "
+                      f"candidates, 2 steps, seed {tune_seed}); sample with "
+                      f"sampler.spacing.sigma_hi={best:g}", flush=True)
+            rows += student_rows(args.teacher, args.student, student,
                                  steps=args.steps, ddpm_steps=args.ddpm_steps,
-                                 ddpm_samples_per_class=args.ddpm_samples_per_class)
+                                 ddpm_samples_per_class=args.ddpm_samples_per_class, spacing=spacing)
         for item in args.nfe_model:
             name, _, ckpt = item.partition("=")
             if not ckpt:
@@ -73,15 +119,15 @@ def main() -> int:
             rows += nfe_rows(name, ckpt, lambda n: SamplerSpec(dpmpp_2m, LogSNRSpacing(), n),
                              args.nfe, args.guidance_scale)
         results = measure_rows(rows, load, samples_per_class=args.samples_per_class, seed=args.seed,
-                               cache_dir=os.environ.get("DIFFUSION_LAB_CACHE", ".cache"))
+                               cache_dir=cache_dir)
     print(f"| model | NFE | samples | accuracy | FID | images/s |  (seed {args.seed}, "
           f"{torch.get_num_threads()} threads)")
     print("|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} (w={r['guidance_scale']:g}) | {r['nfe']} | {r['samples']} | "
               f"{r['accuracy']:.3f} | {r['fid']:.2f} | {r['images_per_s']:.1f} |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    if args.json:  # the search's rows (at --tune-seed) first, each with its sigma_hi
+        args.json.write_text(json.dumps([*search, *results], indent=1))
     return 0
 
 

@@ -65,7 +65,7 @@ def test_distilled_student_gets_closer_to_the_teacher(runs):
                           guidance_scale=student.teacher_guidance_scale)
     gaps = {}
     for k in (1, 2):
-        spec = SamplerSpec(consistency, ConsistencySpacing(), k)
+        spec = SamplerSpec(consistency, ConsistencySpacing(sigma_hi=0.8), k)
         trained = student.sample(labels=labels, seed=5, sampler=spec)
         student.ema.model.load_state_dict(teacher.ema.model.state_dict())  # the untrained student
         untrained = student.sample(labels=labels, seed=5, sampler=spec)
@@ -154,3 +154,43 @@ def test_few_step_rows_draw_the_ddpm_row_and_its_20_nfe_twin_at_their_own_count(
     out = fsr.measure_rows(rows[2:], lambda ckpt: (module, None, "d"), samples_per_class=5,
                            seed=0, cache_dir="unused")
     assert drawn == [20, 12, 12] and [r["samples"] for r in out] == [20, 12, 12]
+
+
+def test_level_search_keeps_the_lowest_fid_level_and_the_spacings_other_levels():
+    """score_levels scores the student's spacing at each candidate sigma_hi (its top and
+    sigma_lo kept, sigma_lo lowered below a smaller candidate); best_level is the argmin."""
+    import math
+
+    from diffusion_lab.distill.level_search import best_level, score_levels
+
+    tried = []
+
+    def score(trial):
+        tried.append(trial)
+        return {"fid": abs(math.log(trial.sigma_hi / 3.0)), "accuracy": 1.0}
+
+    base = ConsistencySpacing(sigma_max=40.0, sigma_hi=0.8, sigma_lo=0.6)
+    rows = score_levels(score, base, [0.5, 2.5, 4.0, 12.0])
+    assert [r["sigma_hi"] for r in rows] == [0.5, 2.5, 4.0, 12.0]
+    assert best_level(rows) == 2.5  # |log(2.5/3)| < |log(4/3)|
+    assert [t.sigma_max for t in tried] == [40.0] * 4
+    assert [t.sigma_lo for t in tried] == [0.5, 0.6, 0.6, 0.6]
+    with pytest.raises(ValueError):
+        best_level([])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--teacher", "T", "--student", "S", "--tune-levels", "--seed", "7", "--tune-seed", "7"],
+     "--tune-seed must differ from --seed"),
+    (["--nfe-model", "a=A", "--tune-levels"], "--tune-levels searches a student's levels"),
+])
+def test_few_step_report_refuses_level_search_on_the_reported_draw(args, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "few_step_report.py"
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 2
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -17,21 +17,22 @@ from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.samplers import ddpm, dpmpp_2m
 from diffusion_lab.samplers.consistency_sampling import ConsistencySpacing, consistency
 
-__all__ = ["measure_rows", "nfe_rows", "student_rows"]
+__all__ = ["measure_rows", "nfe_rows", "student_rows", "student_spacing"]
 
 
 def student_rows(teacher_ckpt: str, student_ckpt: str, student_module, *, steps=(1, 2, 4),
                  ddpm_steps: int | None = None,
-                 ddpm_samples_per_class: int | None = None) -> list[tuple]:
-    """The student at ``steps`` consistency steps (its spacing's range) and the teacher at
+                 ddpm_samples_per_class: int | None = None,
+                 spacing: ConsistencySpacing | None = None) -> list[tuple]:
+    """The student at ``steps`` consistency steps (``spacing``'s levels, default the student's
+    own, e.g. from :mod:`diffusion_lab.distill.level_search`) and the teacher at
     DPM-Solver++(2M) 20 steps (log-SNR spacing: the default sampler), guided at the scale the
     student learned; with ``ddpm_steps``, also the teacher's ancestral DDPM at that many steps.
     ``ddpm_samples_per_class`` draws the DDPM row with fewer samples (it costs ``ddpm_steps``
     NFE per sample); the teacher's 20-NFE row is then repeated at that count, since FID is
     biased by the sample count and only rows of equal count compare."""
     w = student_module.teacher_guidance_scale
-    spacing = student_module.sampler.spacing
-    spacing = spacing if isinstance(spacing, ConsistencySpacing) else ConsistencySpacing()
+    spacing = spacing if spacing is not None else student_spacing(student_module)
     rows = [(f"student {k}-step", student_ckpt, SamplerSpec(consistency, spacing, k), w) for k in steps]
     rows.append(("teacher dpmpp_2m 20", teacher_ckpt, SamplerSpec(dpmpp_2m, LogSNRSpacing(), 20), w))
     if ddpm_steps:
@@ -42,6 +43,12 @@ def student_rows(teacher_ckpt: str, student_ckpt: str, student_module, *, steps=
         rows.append((f"teacher ddpm {ddpm_steps}", teacher_ckpt,
                      SamplerSpec(ddpm, UniformSpacing(), ddpm_steps), w, *few))
     return rows
+
+
+def student_spacing(student_module) -> ConsistencySpacing:
+    """The consistency levels the student was configured with (the default ones otherwise)."""
+    spacing = getattr(student_module.sampler, "spacing", None)
+    return spacing if isinstance(spacing, ConsistencySpacing) else ConsistencySpacing()
 
 
 def nfe_rows(name: str, ckpt: str, spec_for_nfe, nfes=(5, 10, 20), guidance_scale: float = 1.0) -> list[tuple]:
@@ -66,7 +73,7 @@ def measure_rows(rows, load, *, samples_per_class: int, seed: int, cache_dir: st
         seconds = time.perf_counter() - start
         scores = judges[data_name](x, labels, w)
         out.append({"name": name, "checkpoint": str(ckpt), "sampler": sampler_name(spec),
-                    "steps": spec.steps, "nfe": spec.nfe, "guidance_scale": w,
+                    "spacing": repr(spec.spacing), "steps": spec.steps, "nfe": spec.nfe, "guidance_scale": w,
                     "samples": len(x), "seed": seed, "seconds": round(seconds, 2),
                     "images_per_s": round(len(x) / seconds, 1),
                     "accuracy": round(scores["sample_accuracy"], 4),
