@@ -118,14 +118,16 @@ def main() -> int:
                 raise ConfigError(f"--nfe-model wants NAME=CKPT, got {item!r}")
             rows += nfe_rows(name, ckpt, lambda n: SamplerSpec(dpmpp_2m, LogSNRSpacing(), n),
                              args.nfe, args.guidance_scale)
+        print(f"| model | NFE | samples | accuracy | FID | images/s |  (seed {args.seed}, "
+              f"{torch.get_num_threads()} threads)")
+        print("|---|---|---|---|---|---|", flush=True)
+
+        def table_row(r):
+            print(f"| {r['name']} (w={r['guidance_scale']:g}) | {r['nfe']} | {r['samples']} | "
+                  f"{r['accuracy']:.3f} | {r['fid']:.2f} | {r['images_per_s']:.1f} |", flush=True)
+
         results = measure_rows(rows, load, samples_per_class=args.samples_per_class, seed=args.seed,
-                               cache_dir=cache_dir)
-    print(f"| model | NFE | samples | accuracy | FID | images/s |  (seed {args.seed}, "
-          f"{torch.get_num_threads()} threads)")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['name']} (w={r['guidance_scale']:g}) | {r['nfe']} | {r['samples']} | "
-              f"{r['accuracy']:.3f} | {r['fid']:.2f} | {r['images_per_s']:.1f} |")
+                               cache_dir=cache_dir, on_row=table_row)
     if args.json:  # the search's rows (at --tune-seed) first, each with its sigma_hi
         args.json.write_text(json.dumps([*search, *results], indent=1))
     return 0

@@ -151,9 +151,11 @@ def test_few_step_rows_draw_the_ddpm_row_and_its_20_nfe_twin_at_their_own_count(
     monkeypatch.setattr(fsr, "generate_samples", fake_generate)
     monkeypatch.setattr(fsr.SampleJudge, "for_data", staticmethod(lambda *a: Judge()))
     module = types.SimpleNamespace(num_classes=4)
+    shown = []
     out = fsr.measure_rows(rows[2:], lambda ckpt: (module, None, "d"), samples_per_class=5,
-                           seed=0, cache_dir="unused")
+                           seed=0, cache_dir="unused", on_row=lambda r: shown.append(len(drawn)))
     assert drawn == [20, 12, 12] and [r["samples"] for r in out] == [20, 12, 12]
+    assert shown == [1, 2, 3]  # each row shown as soon as it is drawn, not at the end
 
 
 def test_level_search_keeps_the_lowest_fid_level_and_the_spacings_other_levels():

@@ -57,10 +57,11 @@ def nfe_rows(name: str, ckpt: str, spec_for_nfe, nfes=(5, 10, 20), guidance_scal
 
 
 def measure_rows(rows, load, *, samples_per_class: int, seed: int, cache_dir: str,
-                 batch_size: int = 500) -> list[dict]:
+                 batch_size: int = 500, on_row=None) -> list[dict]:
     """For each row ``(name, ckpt, spec, w[, samples_per_class])``: samples (labels = every
     class ``samples_per_class`` times, the row's own count if it has one; noise of (seed, i)),
-    wall time, accuracy and FID. ``load(ckpt) -> (module, datamodule, data name)``."""
+    wall time, accuracy and FID. ``load(ckpt) -> (module, datamodule, data name)``;
+    ``on_row(result)`` is called as each row is done (a long report shows its rows as it goes)."""
     out, judges = [], {}
     for name, ckpt, spec, w, *own in rows:
         module, datamodule, data_name = load(ckpt)
@@ -78,4 +79,6 @@ def measure_rows(rows, load, *, samples_per_class: int, seed: int, cache_dir: st
                     "images_per_s": round(len(x) / seconds, 1),
                     "accuracy": round(scores["sample_accuracy"], 4),
                     "fid": round(scores["fid_classifier"], 3)})
+        if on_row is not None:
+            on_row(out[-1])
     return out
