@@ -26,10 +26,15 @@ from diffusion_lab.distill.few_step_report import (
     student_rows,
     student_spacing,
 )
-from diffusion_lab.distill.level_search import DEFAULT_CANDIDATES, best_level, score_levels
+from diffusion_lab.distill.level_search import (
+    DEFAULT_CANDIDATES,
+    best_level,
+    candidate_spacings,
+    score_levels,
+)
 from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.samplers import dpmpp_2m
-from diffusion_lab.samplers.consistency_sampling import ConsistencySpacing, consistency
+from diffusion_lab.samplers.consistency_sampling import consistency
 from diffusion_lab.tasks.build import module_from_checkpoint
 from diffusion_lab.tasks.errors import ConfigError, exit_on_user_error
 from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
@@ -89,10 +94,12 @@ def main() -> int:
             student = load(args.student)[0]
             spacing = student_spacing(student)
             if args.tune_levels:
-                top = min(spacing.sigma_max, student.schedule.sigma_max)
-                if not all(0 < c < top for c in args.tune_candidates):
-                    raise ConfigError(f"--tune-candidates must lie in (0, {top:g}), the student's "
-                                      f"top level; got {args.tune_candidates}")
+                try:
+                    trials = candidate_spacings(spacing, args.tune_candidates)
+                    for trial in trials:  # the spacing's own range checks, before any sampling
+                        trial(student.schedule, 2)
+                except ValueError as e:
+                    raise ConfigError(f"--tune-candidates: {e}") from None
 
                 def score(trial):
                     row = ("search 2-step", args.student, SamplerSpec(consistency, trial, 2),
@@ -103,9 +110,9 @@ def main() -> int:
                           f"FID {result['fid']:.3f}", flush=True)
                     return result
 
-                search = score_levels(score, spacing, args.tune_candidates)
+                search = score_levels(score, trials)
                 best = best_level(search)
-                spacing = ConsistencySpacing(spacing.sigma_max, best, min(spacing.sigma_lo, best))
+                spacing = next(trial for trial in trials if trial.sigma_hi == best)
                 print(f"intermediate level: sigma_hi={best:g} (lowest FID of {len(search)} "
                       f"candidates, 2 steps, seed {tune_seed}); sample with "
                       f"sampler.spacing.sigma_hi={best:g}", flush=True)

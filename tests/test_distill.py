@@ -163,7 +163,7 @@ def test_level_search_keeps_the_lowest_fid_level_and_the_spacings_other_levels()
     sigma_lo kept, sigma_lo lowered below a smaller candidate); best_level is the argmin."""
     import math
 
-    from diffusion_lab.distill.level_search import best_level, score_levels
+    from diffusion_lab.distill.level_search import best_level, candidate_spacings, score_levels
 
     tried = []
 
@@ -172,7 +172,7 @@ def test_level_search_keeps_the_lowest_fid_level_and_the_spacings_other_levels()
         return {"fid": abs(math.log(trial.sigma_hi / 3.0)), "accuracy": 1.0}
 
     base = ConsistencySpacing(sigma_max=40.0, sigma_hi=0.8, sigma_lo=0.6)
-    rows = score_levels(score, base, [0.5, 2.5, 4.0, 12.0])
+    rows = score_levels(score, candidate_spacings(base, [0.5, 2.5, 4.0, 12.0]))
     assert [r["sigma_hi"] for r in rows] == [0.5, 2.5, 4.0, 12.0]
     assert best_level(rows) == 2.5  # |log(2.5/3)| < |log(4/3)|
     assert [t.sigma_max for t in tried] == [40.0] * 4
@@ -196,3 +196,21 @@ def test_few_step_report_refuses_level_search_on_the_reported_draw(args, message
                          check=False)
     assert out.returncode == 2
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_few_step_report_refuses_a_level_at_or_above_the_students_top_before_sampling(runs):
+    """A candidate the student's spacing cannot use (here above its top level 80) is refused
+    in one line by the spacing's own check, before any sample is drawn."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, teacher_ckpt, _ = runs
+    script = Path(__file__).resolve().parents[1] / "scripts" / "few_step_report.py"
+    out = subprocess.run([sys.executable, str(script), "--teacher", str(teacher_ckpt), "--student",
+                          str(root / "student" / "checkpoints" / "last.ckpt"), "--tune-levels",
+                          "--tune-candidates", "2.5", "100"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "--tune-candidates: need 0 < sigma_lo <= sigma_hi < sigma_max" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "sigma_hi=2.5:" not in out.stdout

@@ -18,23 +18,23 @@ from collections.abc import Callable, Sequence
 
 from diffusion_lab.samplers.consistency_sampling import ConsistencySpacing
 
-__all__ = ["DEFAULT_CANDIDATES", "best_level", "score_levels"]
+__all__ = ["DEFAULT_CANDIDATES", "best_level", "candidate_spacings", "score_levels"]
 
 #: sigma_hi candidates (data in [-1, 1], sigma_data 0.5): from below the data scale to well above
 DEFAULT_CANDIDATES = (0.5, 0.8, 1.5, 2.5, 4.0, 7.0, 12.0)
 
 
-def score_levels(score: Callable[[ConsistencySpacing], dict], spacing: ConsistencySpacing,
-                 candidates: Sequence[float]) -> list[dict]:
-    """``score(spacing) -> {"fid": ..., ...}`` for ``spacing`` with each candidate ``sigma_hi``
-    (sigma_lo lowered to it where it would lie above); one dict per candidate, in order."""
-    rows = []
-    for s in candidates:
-        s = float(s)
-        trial = ConsistencySpacing(sigma_max=spacing.sigma_max, sigma_hi=s,
-                                   sigma_lo=min(spacing.sigma_lo, s))
-        rows.append({"sigma_hi": s, **score(trial)})
-    return rows
+def candidate_spacings(spacing: ConsistencySpacing, candidates: Sequence[float]) -> list[ConsistencySpacing]:
+    """``spacing`` at each candidate ``sigma_hi``: its top kept, its sigma_lo lowered to the
+    candidate where it would lie above (ValueError, the spacing's own, for a level out of range)."""
+    return [ConsistencySpacing(sigma_max=spacing.sigma_max, sigma_hi=float(s),
+                               sigma_lo=min(spacing.sigma_lo, float(s))) for s in candidates]
+
+
+def score_levels(score: Callable[[ConsistencySpacing], dict],
+                 trials: Sequence[ConsistencySpacing]) -> list[dict]:
+    """``score(trial) -> {"fid": ..., ...}`` for each trial spacing, with its ``sigma_hi``; in order."""
+    return [{"sigma_hi": trial.sigma_hi, **score(trial)} for trial in trials]
 
 
 def best_level(rows: Sequence[dict]) -> float:
