@@ -18,8 +18,11 @@ Only the model is used, never data, so it applies to any checkpoint;
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from torch import Tensor
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import Denoiser
 
-__all__ = ["OptimizedSpacing", "fit_grid", "grid_file", "save_grids"]
+__all__ = ["OptimizedSpacing", "fit_grid", "grid_file", "save_grids", "solver_signature"]
 
 
 def _solve(solver: Callable, denoiser: Denoiser, z: Tensor, sigmas: Tensor, cond) -> Tensor:
@@ -134,14 +137,39 @@ def grid_file(ckpt: str | Path) -> Path:
     return ckpt.with_name(f"{ckpt.stem}.grids.json")
 
 
-def save_grids(path: Path, grids: dict[int, Tensor], info: dict) -> None:
-    """Merge ``grids`` (steps -> sigmas) into the JSON file at ``path`` (written atomically)."""
+def solver_signature(solver: Callable) -> str:
+    """A solver's name with every keyword option it runs with, defaults filled in:
+    ``partial(unipc, order=3)`` -> ``unipc(corrector=True, lower_order_final=False, order=3,
+    variant='bh2')``.
+    Two solvers with the same signature take the same steps on the same grid."""
+    fn, options = solver, {}
+    while isinstance(fn, functools.partial):
+        options = {**fn.keywords, **options}
+        fn = fn.func
+    params = {name: p.default for name, p in inspect.signature(fn).parameters.items()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY
+              and name not in ("cond", "callback", "noise")}
+    params.update(options)
+    return f"{fn.__name__}({', '.join(f'{k}={v!r}' for k, v in sorted(params.items()))})"
+
+
+def save_grids(path: Path, grids: dict[int, Tensor], info: dict) -> bool:
+    """Merge ``grids`` (steps -> sigmas) into the JSON file at ``path`` (written atomically).
+    Grids fitted for another solver or guidance scale (``info``'s ``solver_signature`` and
+    ``guidance_scale``) are replaced, not merged: one file holds one solver's grids.
+    Returns True when earlier grids were replaced so."""
     data = json.loads(path.read_text()) if path.is_file() else {"grids": {}}
+    keys = ("solver_signature", "guidance_scale")
+    replaced = bool(data["grids"]) and any(
+        k in info and data.get(k) != info[k] for k in keys)
+    if replaced:
+        data = {"grids": {}}
     data.update(info)
     data["grids"].update({str(n): [float(s) for s in g] for n, g in grids.items()})
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
+    return replaced
 
 
 class OptimizedSpacing:
@@ -172,6 +200,17 @@ class OptimizedSpacing:
         if sigmas[0] > schedule.sigma_max * (1 + 1e-9) or sigmas[-2] < schedule.sigma_min * (1 - 1e-9):
             raise ValueError(f"{path}: the {num_steps}-step grid leaves this schedule's sigma range")
         return sigmas
+
+    def check_solver(self, solver: Callable) -> None:
+        """Warn when the grids were fitted for another solver than ``solver`` (a grid is fitted
+        to one solver's steps; another solver on it is valid but not what was optimised)."""
+        path = None if self.path is None else self._file()
+        if path is None or not path.is_file():
+            return
+        fitted_for = json.loads(path.read_text()).get("solver_signature")
+        if fitted_for is not None and fitted_for != solver_signature(solver):
+            warnings.warn(f"{path}: the grids were fitted for {fitted_for}, sampling with "
+                          f"{solver_signature(solver)}", stacklevel=2)
 
     def __repr__(self) -> str:
         return f"OptimizedSpacing(path={self.path})"

@@ -46,7 +46,11 @@ class SamplerSpec:
         return solver_nfe(self.solver, self.steps)
 
     def sigmas(self, schedule: NoiseSchedule) -> Tensor:
-        """The descending float64 grid (steps + 1 levels, last 0) this spec visits."""
+        """The descending float64 grid (steps + 1 levels, last 0) this spec visits. A spacing
+        fitted for one solver (``check_solver``: the optimized grids) is told which one runs."""
+        check = getattr(self.spacing, "check_solver", None)
+        if check is not None:
+            check(self.solver)
         return self.spacing(schedule, self.steps)
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion_lab.discretization import LogSNRSpacing
 from diffusion_lab.noise import PerSampleNoise
-from diffusion_lab.optimized_grid import fit_grid, grid_file, save_grids
+from diffusion_lab.optimized_grid import fit_grid, grid_file, save_grids, solver_signature
 from diffusion_lab.samplers import dpmpp_2m, dpmpp_3m, euler, heun, unipc
 from diffusion_lab.tasks.build import module_from_checkpoint
 from diffusion_lab.tasks.errors import exit_on_user_error
@@ -73,14 +73,17 @@ def main(argv=None) -> dict:
             grids[n], losses[str(n)] = grid, [before, after]
             advance()
     out = grid_file(args.ckpt)
-    save_grids(out, grids, {"solver": args.solver, "guidance_scale": args.guidance_scale,
-                            "method": args.method, "max_evals": args.max_evals,
-                            "samples": args.samples, "fine_steps": args.fine,
-                            "fit_loss": losses})
+    replaced = save_grids(out, grids, {
+        "solver": args.solver, "solver_signature": solver_signature(solver),
+        "guidance_scale": args.guidance_scale, "method": args.method,
+        "max_evals": args.max_evals, "samples": args.samples, "fine_steps": args.fine,
+        "fit_loss": losses})
     for n in args.steps:
         before, after = losses[str(n)]
         print(f"{n:3d} steps: mean squared distance to the {args.fine}-step solve "
               f"{before:.3g} (log-SNR grid) -> {after:.3g} (fitted)")
+    if replaced:
+        print(f"{out} held grids of another solver or guidance scale: replaced")
     print(f"wrote {out}")
     return {"file": str(out), "fit_loss": losses}
 

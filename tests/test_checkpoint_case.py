@@ -143,6 +143,39 @@ def test_rescore_keeps_the_finalists_and_adds_the_default_sampler_with_and_witho
     assert not torch.equal(LogSNRSpacing()(cos, 6), LogSNRSpacing(skip_tail=False)(cos, 6))
 
 
+def test_rescore_scores_the_fitted_grids_beside_the_finalists_and_lets_them_win(case):
+    """A grid fitted for the checkpoint (``case.fitted``, from its grids file) is scored at the
+    budgets it was fitted for, at every seed, as a diffusion-lab configuration that can win."""
+    oracle, c = case
+    judge = MomentJudge(oracle)
+    table = checkpoint_comparison(c, judge, (6, 8), ours=["euler (= DDIM)"], theirs=["DDIM"],
+                                  finalists=1, score_samples=200, keep=1, depth=1)
+    grid = LogSNRSpacing()(c.schedule, 6)  # second order on the log-SNR grid beats Euler here
+    fitted = CheckpointCase(c.denoiser, c.schedule, (16,), 0, search_samples=8,
+                            fitted={"dpmpp_2m": {6: grid}})
+    again = rescore(fitted, judge, table, [0, 9], references=False)
+    # budget 6 and budget 8 both get the 6-step grid (the largest fitted one within each)
+    assert len(again["rows"]) == len(table["rows"]) + 2
+    assert [(r["budget"], r["steps"]) for r in again["rows"][-2:]] == [(6, 6), (8, 6)]
+    row = again["rows"][-2]
+    assert row["fitted"] and (row["method"], row["config"]) == ("dpmpp_2m", "spacing=optimized")
+    assert (row["budget"], row["steps"], row["nfe"]) == (6, 6, 6)
+    assert row["fids"][1] == pytest.approx(judge.fid(fitted.samples(200, solver=dpmpp_2m,
+                                                                    sigmas=grid, seed=9)))
+    winner = again["winners"][0]["diffusion-lab"]
+    assert winner is row and row["fid"] < min(r["fid"] for r in again["rows"][:-2]
+                                              if r["budget"] == 6 and r["library"] == "diffusion-lab")
+    # the fitted grids alone (a table with its rows emptied): no ratio, and the table still prints
+    from diffusion_lab.bench.checkpoint_case import format_checkpoint_winners
+
+    alone = rescore(fitted, judge, {**table, "rows": []}, [0], references=False)
+    assert [w["fid_ratio"] for w in alone["winners"]] == [None, None]
+    assert alone["winners"][0]["diffusion-lab"]["fitted"] and "diffusers" not in alone["winners"][0]
+    printed = format_checkpoint_winners(alone).splitlines()
+    assert printed[1].startswith("  6  dpmpp_2m [spacing=optimized; 6 steps]")
+    assert printed[1].endswith("|  (no row)  | -")
+
+
 def test_ode_prior_floor_is_the_exact_flow_of_the_vp_prior():
     """Closed form: x0 = mu + s/sqrt(s^2+S^2) (x - mu), x ~ N(0, 1+S^2): mean mu (1 - s/r),
     std s sqrt(1+S^2)/r with r = sqrt(s^2+S^2); it falls as sigma_max grows, and an accurate

@@ -47,6 +47,36 @@ def test_grid_file_round_trip_and_errors(tmp_path):
         OptimizedSpacing(ckpt)(sch, 3)
 
 
+def test_one_grids_file_holds_one_solvers_grids_and_sampling_with_another_warns(tmp_path):
+    """Grids of another solver (or guidance scale) replace the file's, never merge with them,
+    and a SamplerSpec on the optimized spacing warns when its solver is not the fitted one."""
+    import functools
+    import warnings
+
+    from diffusion_lab.optimized_grid import solver_signature
+    from diffusion_lab.sampler_spec import SamplerSpec
+    from diffusion_lab.samplers import euler, unipc
+
+    sch, ckpt = linear_schedule(), tmp_path / "last.ckpt"
+    two_m = {"solver_signature": solver_signature(dpmpp_2m), "guidance_scale": 1.0}
+    assert not save_grids(grid_file(ckpt), {4: LogSNRSpacing()(sch, 4)}, two_m)
+    assert not save_grids(grid_file(ckpt), {6: LogSNRSpacing()(sch, 6)}, two_m)  # merged
+    assert save_grids(grid_file(ckpt), {5: LogSNRSpacing()(sch, 5)},
+                      {**two_m, "guidance_scale": 2.0})  # another w: replaced
+    assert sorted(json.loads(grid_file(ckpt).read_text())["grids"]) == ["5"]
+    signature = solver_signature(functools.partial(euler))
+    assert save_grids(grid_file(ckpt), {5: LogSNRSpacing()(sch, 5)},
+                      {"solver_signature": signature, "guidance_scale": 2.0})
+    # defaults filled in: a partial without options is the bare function
+    assert signature == solver_signature(euler) == "euler()"
+    assert solver_signature(functools.partial(unipc, order=3)) != solver_signature(unipc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SamplerSpec(euler, OptimizedSpacing(ckpt), 5).sigmas(sch)  # the fitted solver: silent
+    with pytest.warns(UserWarning, match=r"fitted for euler\(\), sampling with dpmpp_2m\(\)"):
+        SamplerSpec(dpmpp_2m, OptimizedSpacing(ckpt), 5).sigmas(sch)
+
+
 @pytest.mark.slow
 def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
     from test_train import BACKBONES, FAST, run_script
@@ -78,9 +108,12 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
     assert "searching" not in again.stdout and "mean +- std over seeds [0, 1]" in again.stdout
     rescored = json.loads((tmp_path / "rescored.json").read_text())
     assert rescored["score_samples"] == 20  # the saved table's count unless --score-samples
-    for old, new in zip(table["rows"], rescored["rows"], strict=True):
+    *finalists, fitted = rescored["rows"]  # the checkpoint's fitted grid scored after them
+    for old, new in zip(table["rows"], finalists, strict=True):
         assert (new["method"], new["config"], new["seeds"]) == (old["method"], old["config"], [0, 1])
         assert new["fids"][0] == pytest.approx(old["fid"], rel=1e-6)
+    assert (fitted["method"], fitted["config"], fitted["steps"]) == ("dpmpp_2m", "spacing=optimized", 3)
+    assert fitted["fitted"] and fitted["seeds"] == [0, 1]
     assert [r["reference"] for r in rescored["references"]] == [
         "default sampler", "default sampler, tail not skipped"]
     (tmp_path / "bad.json").write_text("[1, 2]")

@@ -36,13 +36,14 @@ from diffusion_lab.bench.sampler_table import (
     best_diffusers,
     best_ours,
     our_configuration,
+    our_rows,
     their_scheduler,
 )
 from diffusion_lab.bench.search import describe
 from diffusion_lab.discretization import LogSNRSpacing
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import INITIAL_NOISE_STREAM, STEP_NOISE_STREAM
-from diffusion_lab.samplers import dpmpp_2m
+from diffusion_lab.samplers import dpmpp_2m, solver_nfe
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import Denoiser
 
@@ -163,7 +164,8 @@ def score_configuration(case: CheckpointCase, judge, library: str, method: str, 
 
 
 def _winners(rows: list[dict], budgets) -> list[dict]:
-    """Per budget, each library's row of lowest (mean) FID and the ratio ours / theirs."""
+    """Per budget, each library's row of lowest (mean) FID and the ratio ours / theirs (None
+    when a library has no row at that budget)."""
     winners = []
     for budget in budgets:
         best = {}
@@ -171,8 +173,9 @@ def _winners(rows: list[dict], budgets) -> list[dict]:
             lib = row["library"]
             if row["budget"] == budget and (lib not in best or row["fid"] < best[lib]["fid"]):
                 best[lib] = row
-        winners.append({"budget": budget, **best,
-                        "fid_ratio": best["diffusion-lab"]["fid"] / best["diffusers"]["fid"]})
+        both = "diffusion-lab" in best and "diffusers" in best
+        winners.append({"budget": budget, **best, "fid_ratio":
+                        best["diffusion-lab"]["fid"] / best["diffusers"]["fid"] if both else None})
     return winners
 
 
@@ -232,7 +235,8 @@ REFERENCES = (("dpmpp_2m", {"spacing": "log_snr"}, "default sampler"),
 def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
             score_samples: int | None = None, references: bool = True, progress=None) -> dict:
     """A saved comparison's finalists re-scored at every seed of ``seeds`` (no new search), with
-    the :data:`REFERENCES` rows (``library`` "diffusion-lab", ``reference`` naming them; not
+    each grid the case was given fitted (``case.fitted``: ``spacing=optimized`` rows at the
+    budgets it was fitted for, eligible as winners), and the :data:`REFERENCES` rows (``library`` "diffusion-lab", ``reference`` naming them; not
     eligible as winners) at each budget's largest step count; winners by mean FID."""
     say = progress or (lambda _msg: None)
     count = score_samples or table["score_samples"]
@@ -246,6 +250,20 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
                                             "nfe", "distance")}, "options": options,
                      **score_configuration(case, judge, old["library"], old["method"], options,
                                            old["steps"], count, seeds)})
+    options = {"spacing": "optimized"}
+    for method, grids in case.fitted.items():
+        nfe = {n: solver_nfe(our_rows()[method][0], n) for n in grids}
+        for budget in table["budgets"]:
+            within = [n for n in grids if nfe[n] <= budget]
+            if not within:
+                continue
+            steps = max(within)  # the largest fitted step count the budget pays for
+            say(f"scoring {method} on its fitted grid ({steps} steps) for NFE {budget}")
+            rows.append({"budget": budget, "library": "diffusion-lab", "method": method,
+                         "config": describe(options), "options": options, "steps": steps,
+                         "nfe": nfe[steps], "distance": None, "fitted": True,
+                         **score_configuration(case, judge, "diffusion-lab", method, options,
+                                               steps, count, seeds)})
     refs = []
     if references:
         for budget in table["budgets"]:
@@ -273,11 +291,14 @@ def format_checkpoint_winners(table: dict) -> str:
             f"   ({table['score_samples']} samples, {which})")
     lines = [head]
     for w in table["winners"]:
-        ours, theirs = w["diffusion-lab"], w["diffusers"]
-        lines.append(
-            f"{w['budget']:3d}  {ours['method']} [{ours['config']}; {ours['steps']} steps] "
-            f"{_score_text(ours)}  |  {theirs['method']} [{theirs['config']}; "
-            f"{theirs['steps']} steps] {_score_text(theirs)}  | {w['fid_ratio']:.3f}")
+        sides = []
+        for lib in ("diffusion-lab", "diffusers"):
+            row = w.get(lib)
+            sides.append("(no row)" if row is None else
+                         f"{row['method']} [{row['config']}; {row['steps']} steps] "
+                         f"{_score_text(row)}")
+        ratio = "-" if w["fid_ratio"] is None else f"{w['fid_ratio']:.3f}"
+        lines.append(f"{w['budget']:3d}  {sides[0]}  |  {sides[1]}  | {ratio}")
     for ref in table.get("references", []):
         lines.append(f"{ref['budget']:3d}  {ref['reference']} [{ref['config']}; {ref['steps']} "
                      f"steps] {_score_text(ref)}")

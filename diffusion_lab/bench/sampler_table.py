@@ -157,7 +157,7 @@ def best_ours(case, budgets, names=None, keep=2, depth=2, progress=None) -> list
             return case.ours(*our_configuration(case, name, cfg, steps))
 
         grid = [{"spacing": s} for s in SPACINGS]
-        if name in FITTED:
+        if name in FITTED or name in getattr(case, "fitted", {}):  # a checkpoint's own fits
             grid.append({"spacing": "optimized"})
         out.append(best_within(name, evaluate, lambda cfg, n, s=solver: solver_nfe(s, n),
                                grid, end, budgets, keep=keep, depth=depth))
