@@ -6,7 +6,8 @@ solve lands where a fine solve of the *same model* from the same x_T lands:
 
     min over log sigma_1 > ... > log sigma_{n-2}  of  mean |solve(D, x_T, grid) - solve(D, x_T, fine)|^2
 
-with sigma_0 = sigma_max and sigma_{n-1} = sigma_min fixed (the model's range). Two searches:
+with sigma_0 = sigma_max and sigma_{n-1} = sigma_min fixed (the model's range), or, with
+``fit_ends``, those two fitted as well within that range. Two searches:
 ``simplex`` (default): Nelder-Mead over the sorted interior log sigmas, then Powell's method from
 where it stopped, both derivative-free, so any solver and any network fits; ``coordinate``: each
 level tried at fractions of the gap to its neighbours, the fractions shrinking each sweep (fewer
@@ -32,11 +33,20 @@ from torch import Tensor
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.types import Denoiser
 
-__all__ = ["OptimizedSpacing", "fit_grid", "grid_file", "save_grids", "solver_signature"]
+__all__ = ["OptimizedSpacing", "fit_grid", "grid_file", "grid_loss", "save_grids",
+           "solver_signature"]
 
 
 def _solve(solver: Callable, denoiser: Denoiser, z: Tensor, sigmas: Tensor, cond) -> Tensor:
     return solver(denoiser, z * math.sqrt(1.0 + float(sigmas[0]) ** 2), sigmas, cond=cond)
+
+
+def grid_loss(solver: Callable, denoiser: Denoiser, z: Tensor, grid: Tensor, reference: Tensor,
+              cond=None) -> float:
+    """mean |solve(D, x_T, grid) - reference|^2: the fit's objective for one grid."""
+    out = _solve(solver, denoiser, z, grid, cond)
+    value = (out.double() - reference.double()).pow(2).mean().item()
+    return value if math.isfinite(value) else math.inf
 
 
 def fit_grid(
@@ -52,35 +62,46 @@ def fit_grid(
     max_evals: int | None = None,
     sweeps: int = 3,
     fractions: tuple[float, ...] = (0.3, 0.45, 0.55, 0.7),
+    fit_ends: tuple[float, float] | None = None,
 ) -> tuple[Tensor, float, float]:
     """(fitted grid, initial loss, fitted loss) for ``solver`` from unit noise ``z`` (B, ...).
 
     ``initial``: a valid grid (steps + 1 levels, last 0) giving the step count, the fixed ends and
     the search's start; ``reference``: the fine solve's output, or ``fine``: the fine grid to
     compute it with; ``method``: ``simplex`` or ``coordinate`` (``sweeps``/``fractions`` are its
-    settings); ``max_evals``: at most this many solves (default: 300 per interior level).
+    settings); ``max_evals``: at most this many solves (default: 300 per free level).
+    ``fit_ends=(sigma_min, sigma_max)``: the first and the last positive level are fitted too,
+    within that range (``simplex`` only): the solve may start below sigma_max, from
+    x = sqrt(1 + sigma_0^2) z as every sampler does, and take its last step to 0 from above
+    sigma_min, where a fixed sigma_min spends an evaluation on noise no model can see.
     """
     if method not in ("simplex", "coordinate"):
         raise ValueError(f"method={method!r}: simplex or coordinate")
+    if fit_ends is not None and method != "simplex":
+        raise ValueError("fit_ends needs method='simplex'")
     if reference is None:
         if fine is None:
             raise ValueError("give reference= (fine-solve samples) or fine= (a fine grid)")
         reference = _solve(solver, denoiser, z, fine, cond)
     ends = initial[0].item(), initial[-2].item()
-    logs = torch.log(initial[1:-2].double()).tolist()  # the interior levels, descending
+    low, high = (ends[1], ends[0]) if fit_ends is None else fit_ends
+    free = initial[:-1] if fit_ends is not None else initial[1:-2]
+    logs = torch.log(free.double()).tolist()  # the free levels, descending
     budget = max_evals if max_evals is not None else 300 * max(1, len(logs))
 
     def to_grid(levels) -> Tensor:
-        interior = sorted((math.exp(v) for v in levels), reverse=True)
-        return torch.tensor([ends[0], *interior, ends[1], 0.0], dtype=torch.float64)
+        levels = sorted((math.exp(v) for v in levels), reverse=True)
+        if fit_ends is None:
+            levels = [ends[0], *levels, ends[1]]
+        else:  # the ends held inside the range (exp(log(sigma_max)) may exceed it by an ulp)
+            levels = [min(high, max(low, v)) for v in levels]
+        return torch.tensor([*levels, 0.0], dtype=torch.float64)
 
     def loss(levels) -> float:
         grid = to_grid(levels)
         if bool((grid[:-2] <= grid[1:-1]).any()):
             return math.inf  # a level outside (sigma_min, sigma_max) or two levels equal
-        out = _solve(solver, denoiser, z, grid, cond)
-        value = (out.double() - reference.double()).pow(2).mean().item()
-        return value if math.isfinite(value) else math.inf
+        return grid_loss(solver, denoiser, z, grid, reference, cond)
 
     start = loss(logs)
     if not logs:
@@ -88,12 +109,20 @@ def fit_grid(
     if method == "coordinate":
         best, logs = _coordinate_descent(loss, logs, ends, start, sweeps, fractions, budget)
     else:
-        best, logs = _simplex_then_powell(loss, logs, start, budget)
+        simplex = None
+        if fit_ends is not None:  # each first move inwards: an end at its bound must move in
+            middle, step = (math.log(low) + math.log(high)) / 2, 0.05 * math.log(high / low)
+            simplex = [list(logs)] + [
+                [v + (step if v < middle else -step) * (i == j) for j, v in enumerate(logs)]
+                for i in range(len(logs))]
+        best, logs = _simplex_then_powell(loss, logs, start, budget, simplex)
     return to_grid(logs), start, best
 
 
-def _simplex_then_powell(loss: Callable, logs: list[float], start: float, budget: int):
-    """Nelder-Mead from ``logs``, then Powell from its result; (best loss, levels)."""
+def _simplex_then_powell(loss: Callable, logs: list[float], start: float, budget: int,
+                         simplex: list[list[float]] | None = None):
+    """Nelder-Mead from ``logs`` (or from ``simplex``, its first vertices), then Powell from its
+    result; (best loss, levels)."""
     from scipy.optimize import minimize
 
     best, levels = start, list(logs)
@@ -104,7 +133,8 @@ def _simplex_then_powell(loss: Callable, logs: list[float], start: float, budget
             break
         result = minimize(loss, levels, method=name,
                           options={"maxfev": left, "xtol": 1e-4, "ftol": 1e-12}
-                          if name == "Powell" else {"maxfev": left, "xatol": 1e-4, "fatol": 0.0})
+                          if name == "Powell" else {"maxfev": left, "xatol": 1e-4, "fatol": 0.0,
+                                                    "initial_simplex": simplex})
         used += int(result.nfev)
         if float(result.fun) < best:
             best, levels = float(result.fun), [float(v) for v in result.x]
@@ -156,7 +186,8 @@ def solver_signature(solver: Callable) -> str:
 def save_grids(path: Path, grids: dict[int, Tensor], info: dict) -> bool:
     """Merge ``grids`` (steps -> sigmas) into the JSON file at ``path`` (written atomically).
     Grids fitted for another solver or guidance scale (``info``'s ``solver_signature`` and
-    ``guidance_scale``) are replaced, not merged: one file holds one solver's grids.
+    ``guidance_scale``) are replaced, not merged: one file holds one solver's grids. The
+    ``fit_loss`` of each step count is kept beside its grid.
     Returns True when earlier grids were replaced so."""
     data = json.loads(path.read_text()) if path.is_file() else {"grids": {}}
     keys = ("solver_signature", "guidance_scale")
@@ -164,7 +195,10 @@ def save_grids(path: Path, grids: dict[int, Tensor], info: dict) -> bool:
         k in info and data.get(k) != info[k] for k in keys)
     if replaced:
         data = {"grids": {}}
+    losses = {**data.get("fit_loss", {}), **info.get("fit_loss", {})}  # per step count, kept
     data.update(info)
+    if losses:
+        data["fit_loss"] = losses
     data["grids"].update({str(n): [float(s) for s in g] for n, g in grids.items()})
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))

@@ -18,15 +18,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_lab.discretization import LogSNRSpacing
+from diffusion_lab.discretization import (
+    KarrasSpacing,
+    LeadingSpacing,
+    LogSNRSpacing,
+    QuadraticSpacing,
+    UniformSpacing,
+)
 from diffusion_lab.noise import PerSampleNoise
-from diffusion_lab.optimized_grid import fit_grid, grid_file, save_grids, solver_signature
+from diffusion_lab.optimized_grid import (
+    fit_grid,
+    grid_file,
+    grid_loss,
+    save_grids,
+    solver_signature,
+)
 from diffusion_lab.samplers import dpmpp_2m, dpmpp_3m, euler, heun, unipc
 from diffusion_lab.tasks.build import module_from_checkpoint
 from diffusion_lab.tasks.errors import exit_on_user_error
 from diffusion_lab.tasks.io import load_checkpoint_file
 from diffusion_lab.utils.progress import progress_bar
 
+#: the grids --fit-ends may start from (the closest to the fine solve is taken)
+START_SPACINGS = (LogSNRSpacing(), KarrasSpacing(), UniformSpacing(), LeadingSpacing(),
+                  QuadraticSpacing())
 SOLVERS = {"dpmpp_2m": dpmpp_2m, "dpmpp_3m": dpmpp_3m, "unipc": unipc, "euler": euler,
            "heun": heun, "unipc_3": functools.partial(unipc, order=3)}
 
@@ -47,7 +62,18 @@ def main(argv=None) -> dict:
                    help="at most this many few-step solves per step count")
     p.add_argument("--sweeps", type=int, default=3, help="passes of --method coordinate")
     p.add_argument("--seed", type=int, default=1234, help="noise of the fit (not of evaluation)")
+    p.add_argument("--fit-ends", action="store_true",
+                   help="fit the first and last noise levels too (within the schedule's range), "
+                        "starting from whichever of the log-SNR, Karras, uniform, leading and "
+                        "quadratic grids is closest; default: sigma_max and sigma_min fixed, "
+                        "from the log-SNR grid")
+    p.add_argument("--out", type=Path, default=None,
+                   help="grids file to write (default: beside the checkpoint, <stem>.grids.json, "
+                        "which sample.py's sampler/spacing=optimized reads; elsewhere: pass "
+                        "sampler.spacing.path=FILE, or sampler_report.py --grids FILE)")
     args = p.parse_args(argv)
+    if args.fit_ends and args.method != "simplex":
+        p.error("--fit-ends needs --method simplex")
     if (any(n < 2 for n in args.steps) or args.samples < 1 or args.fine < max(args.steps)
             or args.max_evals < 1):
         p.error("need --steps >= 2, --samples >= 1, --max-evals >= 1 and --fine >= every --steps")
@@ -67,21 +93,30 @@ def main(argv=None) -> dict:
         fine = LogSNRSpacing()(schedule, args.fine)
         reference = solver(denoiser, z * (1 + float(fine[0]) ** 2) ** 0.5, fine, cond=cond)
         for n in args.steps:
-            grid, before, after = fit_grid(denoiser, solver, LogSNRSpacing()(schedule, n), z,
-                                           cond=cond, reference=reference, method=args.method,
-                                           max_evals=args.max_evals, sweeps=args.sweeps)
+            start = LogSNRSpacing()(schedule, n)
+            ends = None
+            if args.fit_ends:
+                ends = (float(schedule.sigma_min), float(schedule.sigma_max))
+                start = min((spacing(schedule, n) for spacing in START_SPACINGS),
+                            key=lambda g: grid_loss(solver, denoiser, z, g, reference, cond))
+            grid, before, after = fit_grid(denoiser, solver, start, z, cond=cond,
+                                           reference=reference, method=args.method,
+                                           max_evals=args.max_evals, sweeps=args.sweeps,
+                                           fit_ends=ends)
             grids[n], losses[str(n)] = grid, [before, after]
             advance()
-    out = grid_file(args.ckpt)
+    out = args.out or grid_file(args.ckpt)
     replaced = save_grids(out, grids, {
         "solver": args.solver, "solver_signature": solver_signature(solver),
         "guidance_scale": args.guidance_scale, "method": args.method,
         "max_evals": args.max_evals, "samples": args.samples, "fine_steps": args.fine,
+        "fit_ends": args.fit_ends,
         "fit_loss": losses})
     for n in args.steps:
         before, after = losses[str(n)]
+        start = "the closest schedule grid" if args.fit_ends else "log-SNR grid"
         print(f"{n:3d} steps: mean squared distance to the {args.fine}-step solve "
-              f"{before:.3g} (log-SNR grid) -> {after:.3g} (fitted)")
+              f"{before:.3g} ({start}) -> {after:.3g} (fitted)")
     if replaced:
         print(f"{out} held grids of another solver or guidance scale: replaced")
     print(f"wrote {out}")

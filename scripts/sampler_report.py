@@ -11,14 +11,15 @@ drive the checkpoint's EMA denoiser (diffusers through an eps adapter); every co
 each is searched per NFE budget by its distance to a fine solve of the same model, and each
 library's --finalists best are scored by the judge (FID, accuracy) on --score-samples samples
 from fixed per-sample seeds. Grids fitted by scripts/optimize_grid.py beside the checkpoint
-enter the search as spacing=optimized.
+(or the files --grids names, one solver each) enter the search as spacing=optimized.
 
     python scripts/sampler_report.py --ckpt outputs/default/<run>/checkpoints/last.ckpt
 
 --score-seeds 0 1 2 scores every finalist once per seed and ranks by mean FID (printed with its
 spread over seeds). --rescore TABLE.json skips the search: it re-scores the finalists of a saved
 table (e.g. docs/samplers/checkpoint_case_digits.json) at --score-seeds, beside the default
-sampler with and without the cosine-tail skip.
+sampler with and without the cosine-tail skip, and with each fitted grid scored at the budgets
+that pay for it.
 """
 
 from __future__ import annotations
@@ -117,12 +118,14 @@ def checkpoint_report(args) -> dict:
         ckpt = load_checkpoint_file(args.ckpt)
         module = module_from_checkpoint(ckpt, path=args.ckpt)
     fitted = {}
-    grids = grid_file(args.ckpt)
-    if grids.is_file():
-        info = json.loads(grids.read_text())
-        if info.get("solver") in FITTED_NAMES:
-            fitted[FITTED_NAMES[info["solver"]]] = {
-                int(n): torch.tensor(g, dtype=torch.float64) for n, g in info["grids"].items()}
+    files = args.grids if args.grids else [grid_file(args.ckpt)]
+    for grids in files:
+        if grids.is_file():
+            info = json.loads(grids.read_text())
+            if info.get("solver") in FITTED_NAMES:
+                fitted[FITTED_NAMES[info["solver"]]] = {
+                    int(n): torch.tensor(g, dtype=torch.float64)
+                    for n, g in info["grids"].items()}
     torch.manual_seed(0)
     case = CheckpointCase(module.denoiser(use_ema=True, guidance_scale=args.guidance_scale),
                           module.schedule, module.sample_shape, module.num_classes,
@@ -175,6 +178,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="score each finalist at each of these seeds (default: --seed)")
     case3.add_argument("--rescore", type=Path, default=None,
                        help="a saved --json table: re-score its finalists, no search")
+    case3.add_argument("--grids", type=Path, nargs="+", default=None,
+                       help="grids files of scripts/optimize_grid.py (one solver each; default: "
+                            "the one beside the checkpoint, if any)")
     case3.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     args = parser.parse_args(argv)
     if args.rescore is not None and args.ckpt is None:
@@ -187,6 +193,16 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("need --budgets >= 1, --score-samples >= 2 and --search-samples >= 1")
         if args.score_seeds is not None and len(set(args.score_seeds)) != len(args.score_seeds):
             parser.error("--score-seeds must not repeat a seed")
+        for grids in args.grids or []:
+            try:
+                info = json.loads(grids.read_text())
+            except (OSError, ValueError) as e:
+                parser.error(f"--grids {grids}: cannot read it ({e})")
+            if not isinstance(info, dict) or info.get("solver") not in FITTED_NAMES:
+                parser.error(f"--grids {grids}: not a grids file of scripts/optimize_grid.py")
+        if args.grids and len({json.loads(g.read_text())["solver"] for g in args.grids}) < len(
+                args.grids):
+            parser.error("--grids: two files fitted for the same solver")
         if args.rescore is not None:
             try:
                 args.saved = json.loads(args.rescore.read_text())

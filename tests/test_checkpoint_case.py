@@ -155,7 +155,7 @@ def test_rescore_scores_the_fitted_grids_beside_the_finalists_and_lets_them_win(
                             fitted={"dpmpp_2m": {6: grid}})
     again = rescore(fitted, judge, table, [0, 9], references=False)
     # budget 6 and budget 8 both get the 6-step grid (the largest fitted one within each)
-    assert len(again["rows"]) == len(table["rows"]) + 2
+    assert len(again["rows"]) == len(table["rows"]) + 2 and again["fitted"] == {"dpmpp_2m": [6]}
     assert [(r["budget"], r["steps"]) for r in again["rows"][-2:]] == [(6, 6), (8, 6)]
     row = again["rows"][-2]
     assert row["fitted"] and (row["method"], row["config"]) == ("dpmpp_2m", "spacing=optimized")
@@ -215,10 +215,18 @@ def test_the_fine_solve_is_made_only_when_a_distance_needs_it():
     (["--rescore", "t.json"], "--rescore needs --ckpt"),
     (["--ckpt", "c.ckpt", "--score-samples", "0"], "--score-samples >= 2"),
     (["--ckpt", "c.ckpt", "--score-seeds", "1", "1"], "must not repeat a seed"),
+    (["--ckpt", "c.ckpt", "--grids", "missing.json"], "--grids missing.json: cannot read it"),
+    (["--ckpt", "c.ckpt", "--grids", "notgrids.json"], "not a grids file of scripts/optimize_grid"),
+    (["--ckpt", "c.ckpt", "--grids", "a.json", "b.json"], "two files fitted for the same solver"),
 ])
-def test_sampler_report_refuses_bad_scoring_arguments_before_any_work(argv, message, capsys):
+def test_sampler_report_refuses_bad_scoring_arguments_before_any_work(argv, message, capsys,
+                                                                       tmp_path, monkeypatch):
     from test_bench import load_script
 
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notgrids.json").write_text('{"solver": "ddim"}')
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text('{"solver": "euler", "grids": {}}')
     with pytest.raises(SystemExit) as stop:
         load_script("sampler_report").main(argv)
     assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -59,11 +59,16 @@ def test_one_grids_file_holds_one_solvers_grids_and_sampling_with_another_warns(
 
     sch, ckpt = linear_schedule(), tmp_path / "last.ckpt"
     two_m = {"solver_signature": solver_signature(dpmpp_2m), "guidance_scale": 1.0}
-    assert not save_grids(grid_file(ckpt), {4: LogSNRSpacing()(sch, 4)}, two_m)
-    assert not save_grids(grid_file(ckpt), {6: LogSNRSpacing()(sch, 6)}, two_m)  # merged
+    assert not save_grids(grid_file(ckpt), {4: LogSNRSpacing()(sch, 4)},
+                          {**two_m, "fit_loss": {"4": [0.2, 0.1]}})
+    assert not save_grids(grid_file(ckpt), {6: LogSNRSpacing()(sch, 6)},
+                          {**two_m, "fit_loss": {"6": [0.05, 0.02]}})  # merged, losses too
+    assert json.loads(grid_file(ckpt).read_text())["fit_loss"] == {"4": [0.2, 0.1],
+                                                                    "6": [0.05, 0.02]}
     assert save_grids(grid_file(ckpt), {5: LogSNRSpacing()(sch, 5)},
                       {**two_m, "guidance_scale": 2.0})  # another w: replaced
     assert sorted(json.loads(grid_file(ckpt).read_text())["grids"]) == ["5"]
+    assert "fit_loss" not in json.loads(grid_file(ckpt).read_text())  # went with its grids
     signature = solver_signature(functools.partial(euler))
     assert save_grids(grid_file(ckpt), {5: LogSNRSpacing()(sch, 5)},
                       {"solver_signature": signature, "guidance_scale": 2.0})
@@ -101,19 +106,32 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
     assert {r["library"] for r in table["rows"]} == {"diffusion-lab", "diffusers"}
     assert all(r["nfe"] <= 3 and 0 <= r["accuracy"] <= 1 for r in table["rows"])
     # the saved finalists re-scored at two seeds without a new search; seed 0 is the same draw
+    # a second solver's grids fitted into a file of their own (one solver per grids file)
+    euler_grids = tmp_path / "euler.grids.json"
+    fit = run_script("optimize_grid.py", str(ckpt), "--steps", "3", "--samples", "4", "--fine",
+                     "8", "--max-evals", "20", "--solver", "euler", "--out", str(euler_grids),
+                     "--fit-ends")
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    assert "(the closest schedule grid)" in fit.stdout
+    info = json.loads(euler_grids.read_text())
+    assert info["solver_signature"] == "euler()" and info["fit_ends"] is True
+    assert json.loads(grid_file(ckpt).read_text())["solver"] == "dpmpp_2m"  # left alone
     again = run_script("sampler_report.py", "--ckpt", str(ckpt), "--rescore",
                        str(tmp_path / "case3.json"), "--score-seeds", "0", "1", "--json",
-                       str(tmp_path / "rescored.json"))
+                       str(tmp_path / "rescored.json"), "--grids", str(grid_file(ckpt)),
+                       str(euler_grids))
     assert again.returncode == 0, again.stderr[-2000:]
     assert "searching" not in again.stdout and "mean +- std over seeds [0, 1]" in again.stdout
     rescored = json.loads((tmp_path / "rescored.json").read_text())
     assert rescored["score_samples"] == 20  # the saved table's count unless --score-samples
-    *finalists, fitted = rescored["rows"]  # the checkpoint's fitted grid scored after them
+    *finalists, fitted, fitted_euler = rescored["rows"]  # each file's fitted grid, after them
     for old, new in zip(table["rows"], finalists, strict=True):
         assert (new["method"], new["config"], new["seeds"]) == (old["method"], old["config"], [0, 1])
         assert new["fids"][0] == pytest.approx(old["fid"], rel=1e-6)
     assert (fitted["method"], fitted["config"], fitted["steps"]) == ("dpmpp_2m", "spacing=optimized", 3)
     assert fitted["fitted"] and fitted["seeds"] == [0, 1]
+    assert (fitted_euler["method"], fitted_euler["steps"]) == ("euler (= DDIM)", 3)
+    assert fitted_euler["fids"] != fitted["fids"]  # another solver on another grid
     assert [r["reference"] for r in rescored["references"]] == [
         "default sampler", "default sampler, tail not skipped"]
     (tmp_path / "bad.json").write_text("[1, 2]")
@@ -149,3 +167,30 @@ def test_simplex_search_escapes_where_coordinate_descent_stalls():
     assert w2["simplex"] < 0.5 * w2["coordinate"], w2
     with pytest.raises(ValueError, match="simplex or coordinate"):
         fit_grid(oracle, dpmpp_2m, init, z, reference=reference, method="adam")
+
+
+def test_fitting_the_ends_moves_them_inside_the_range_and_lowers_the_error():
+    """Cosine schedule, 4-step Euler: with sigma_max and sigma_min fixed the fit stops at a
+    distance of ~0.027 to the fine solve; fitting the ends too (``fit_ends``) lifts the last
+    level above sigma_min (an evaluation at sigma_min barely changes x) and reaches ~0.017,
+    with a lower exact W2. Every level stays inside the range."""
+    from diffusion_lab.samplers import euler
+    from diffusion_lab.schedules import cosine_schedule
+
+    oracle, sch = GaussianOracle.random(dim=16), cosine_schedule()
+    z = torch.randn(128, 16, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    init, fine = LogSNRSpacing()(sch, 4), LogSNRSpacing()(sch, 300)
+    reference = euler(oracle, z * (1 + float(fine[0]) ** 2) ** 0.5, fine)
+    low, high = float(sch.sigma_min), float(sch.sigma_max)
+    fixed, _, fixed_loss = fit_grid(oracle, euler, init, z, reference=reference, max_evals=400)
+    free, before, free_loss = fit_grid(oracle, euler, init, z, reference=reference,
+                                       max_evals=400, fit_ends=(low, high))
+    assert before > fixed_loss and free_loss < 0.8 * fixed_loss
+    assert free[-2] > 10 * low and free[0] <= high and free[-1] == 0 and len(free) == 5
+    assert bool((free[:-1] > free[1:]).all())
+    w2 = {name: oracle.w2(*affine_output_law(euler, oracle, g, 16))
+          for name, g in (("fixed", fixed), ("free", free))}
+    assert w2["free"] < w2["fixed"], w2
+    with pytest.raises(ValueError, match="fit_ends needs method='simplex'"):
+        fit_grid(oracle, euler, init, z, reference=reference, method="coordinate",
+                 fit_ends=(low, high))

@@ -276,6 +276,7 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
                                                    budget, count, seeds)})
     return {**{k: v for k, v in table.items() if k not in ("rows", "winners")},
             "score_samples": count, "score_seeds": seeds, "rows": rows, "references": refs,
+            "fitted": {method: sorted(grids) for method, grids in case.fitted.items()},
             "winners": _winners(rows, table["budgets"])}
 
 
