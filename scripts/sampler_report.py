@@ -137,9 +137,11 @@ def checkpoint_report(args) -> dict:
         print(message, flush=True)
 
     if args.rescore is not None:
-        table = rescore(case, judge, args.saved, args.score_seeds or [args.seed],
+        saved = {**args.saved, "rows": []} if args.fitted_only else args.saved
+        table = rescore(case, judge, saved, args.score_seeds or [args.seed],
                         score_samples=args.score_samples, progress=say)
-        table.update(checkpoint=str(args.ckpt), rescored_from=str(args.rescore))
+        table.update(checkpoint=str(args.ckpt), rescored_from=str(args.rescore),
+                     fitted_only=args.fitted_only)
         print(format_checkpoint_winners(table))
         return table
     table = checkpoint_comparison(case, judge, args.budgets, ours=args.ours, theirs=args.theirs,
@@ -178,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="score each finalist at each of these seeds (default: --seed)")
     case3.add_argument("--rescore", type=Path, default=None,
                        help="a saved --json table: re-score its finalists, no search")
+    case3.add_argument("--fitted-only", action="store_true",
+                       help="with --rescore: score the fitted grids and the default sampler only, "
+                            "not the saved finalists")
     case3.add_argument("--grids", type=Path, nargs="+", default=None,
                        help="grids files of scripts/optimize_grid.py (one solver each; default: "
                             "the one beside the checkpoint, if any)")
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rescore is not None and args.ckpt is None:
         parser.error("--rescore needs --ckpt (the checkpoint the table was made on)")
+    if args.fitted_only and args.rescore is None:
+        parser.error("--fitted-only needs --rescore (the table giving budgets and sample count)")
     if args.ckpt is not None:
         if args.rescore is None and args.score_samples is None:
             args.score_samples = 1000

@@ -215,6 +215,7 @@ def test_the_fine_solve_is_made_only_when_a_distance_needs_it():
     (["--rescore", "t.json"], "--rescore needs --ckpt"),
     (["--ckpt", "c.ckpt", "--score-samples", "0"], "--score-samples >= 2"),
     (["--ckpt", "c.ckpt", "--score-seeds", "1", "1"], "must not repeat a seed"),
+    (["--ckpt", "c.ckpt", "--fitted-only"], "--fitted-only needs --rescore"),
     (["--ckpt", "c.ckpt", "--grids", "missing.json"], "--grids missing.json: cannot read it"),
     (["--ckpt", "c.ckpt", "--grids", "notgrids.json"], "not a grids file of scripts/optimize_grid"),
     (["--ckpt", "c.ckpt", "--grids", "a.json", "b.json"], "two files fitted for the same solver"),

@@ -132,6 +132,13 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
     assert fitted["fitted"] and fitted["seeds"] == [0, 1]
     assert (fitted_euler["method"], fitted_euler["steps"]) == ("euler (= DDIM)", 3)
     assert fitted_euler["fids"] != fitted["fids"]  # another solver on another grid
+    only = run_script("sampler_report.py", "--ckpt", str(ckpt), "--rescore",
+                      str(tmp_path / "case3.json"), "--fitted-only", "--json",
+                      str(tmp_path / "only.json"))
+    assert only.returncode == 0, only.stderr[-2000:]
+    alone = json.loads((tmp_path / "only.json").read_text())
+    assert [r["method"] for r in alone["rows"]] == ["dpmpp_2m"] and alone["fitted_only"]
+    assert alone["rows"][0]["fids"] == [pytest.approx(fitted["fids"][0], rel=1e-6)]
     assert [r["reference"] for r in rescored["references"]] == [
         "default sampler", "default sampler, tail not skipped"]
     (tmp_path / "bad.json").write_text("[1, 2]")
