@@ -84,7 +84,7 @@ def fit_grid(
             raise ValueError("give reference= (fine-solve samples) or fine= (a fine grid)")
         reference = _solve(solver, denoiser, z, fine, cond)
     ends = initial[0].item(), initial[-2].item()
-    low, high = (ends[1], ends[0]) if fit_ends is None else fit_ends
+    low, high = fit_ends or (ends[1], ends[0])  # the range every level stays inside
     free = initial[:-1] if fit_ends is not None else initial[1:-2]
     logs = torch.log(free.double()).tolist()  # the free levels, descending
     budget = max_evals if max_evals is not None else 300 * max(1, len(logs))

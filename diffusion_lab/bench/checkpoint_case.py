@@ -235,9 +235,10 @@ REFERENCES = (("dpmpp_2m", {"spacing": "log_snr"}, "default sampler"),
 def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
             score_samples: int | None = None, references: bool = True, progress=None) -> dict:
     """A saved comparison's finalists re-scored at every seed of ``seeds`` (no new search), with
-    each grid the case was given fitted (``case.fitted``: ``spacing=optimized`` rows at the
-    budgets it was fitted for, eligible as winners), and the :data:`REFERENCES` rows (``library`` "diffusion-lab", ``reference`` naming them; not
-    eligible as winners) at each budget's largest step count; winners by mean FID."""
+    each grid fitted for the case (``case.fitted``: ``spacing=optimized`` rows, at each budget the
+    largest fitted step count it pays for; eligible as winners) and the :data:`REFERENCES` rows
+    (``library`` "diffusion-lab", ``reference`` naming them; not eligible as winners) at each
+    budget's largest step count; winners by mean FID."""
     say = progress or (lambda _msg: None)
     count = score_samples or table["score_samples"]
     seeds = list(seeds)
