@@ -2,8 +2,9 @@
 
 For each step count, the interior noise levels are placed so that the solver's few-step samples
 land where a fine solve (--fine steps) of the same model lands from the same noise
-(diffusion_lab.optimized_grid.fit_grid), for --samples class-balanced samples. The grids are
-saved beside the checkpoint (<ckpt stem>.grids.json) and used by
+(diffusion_lab.optimized_grid.fit_grid), for --samples class-balanced samples; with --fit-ends
+the first and last levels are fitted too (by default sigma_max and sigma_min stay). The grids
+are saved beside the checkpoint (<ckpt stem>.grids.json, or --out) and used by
     python scripts/sample.py ckpt=CKPT sampler/spacing=optimized sampler.steps=N
 """
 
