@@ -144,8 +144,9 @@ def test_rescore_keeps_the_finalists_and_adds_the_default_sampler_with_and_witho
 
 
 def test_rescore_scores_the_fitted_grids_beside_the_finalists_and_lets_them_win(case):
-    """A grid fitted for the checkpoint (``case.fitted``, from its grids file) is scored at the
-    budgets it was fitted for, at every seed, as a diffusion-lab configuration that can win."""
+    """A grid fitted for the checkpoint (``case.fitted``, from its grids file) is scored at every
+    budget that pays for one (the largest such step count), at every seed, as a diffusion-lab
+    configuration that can win."""
     oracle, c = case
     judge = MomentJudge(oracle)
     table = checkpoint_comparison(c, judge, (6, 8), ours=["euler (= DDIM)"], theirs=["DDIM"],
