@@ -113,11 +113,11 @@ def main(argv=None) -> dict:
         "max_evals": args.max_evals, "samples": args.samples, "fine_steps": args.fine,
         "fit_ends": args.fit_ends,
         "fit_loss": losses})
+    started_from = "the closest schedule grid" if args.fit_ends else "log-SNR grid"
     for n in args.steps:
         before, after = losses[str(n)]
-        start = "the closest schedule grid" if args.fit_ends else "log-SNR grid"
         print(f"{n:3d} steps: mean squared distance to the {args.fine}-step solve "
-              f"{before:.3g} ({start}) -> {after:.3g} (fitted)")
+              f"{before:.3g} ({started_from}) -> {after:.3g} (fitted)")
     if replaced:
         print(f"{out} held grids of another solver or guidance scale: replaced")
     print(f"wrote {out}")

@@ -117,15 +117,12 @@ def checkpoint_report(args) -> dict:
     with exit_on_user_error():
         ckpt = load_checkpoint_file(args.ckpt)
         module = module_from_checkpoint(ckpt, path=args.ckpt)
-    fitted = {}
-    files = args.grids if args.grids else [grid_file(args.ckpt)]
-    for grids in files:
-        if grids.is_file():
-            info = json.loads(grids.read_text())
-            if info.get("solver") in FITTED_NAMES:
-                fitted[FITTED_NAMES[info["solver"]]] = {
-                    int(n): torch.tensor(g, dtype=torch.float64)
-                    for n, g in info["grids"].items()}
+    infos = args.grid_infos
+    if not args.grids and grid_file(args.ckpt).is_file():  # the file beside the checkpoint
+        infos = [json.loads(grid_file(args.ckpt).read_text())]
+    fitted = {FITTED_NAMES[info["solver"]]: {
+        int(n): torch.tensor(g, dtype=torch.float64) for n, g in info["grids"].items()}
+        for info in infos if info.get("solver") in FITTED_NAMES}
     torch.manual_seed(0)
     case = CheckpointCase(module.denoiser(use_ema=True, guidance_scale=args.guidance_scale),
                           module.schedule, module.sample_shape, module.num_classes,
@@ -200,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("need --budgets >= 1, --score-samples >= 2 and --search-samples >= 1")
         if args.score_seeds is not None and len(set(args.score_seeds)) != len(args.score_seeds):
             parser.error("--score-seeds must not repeat a seed")
+        args.grid_infos = []  # each --grids file, read once
         for grids in args.grids or []:
             try:
                 info = json.loads(grids.read_text())
@@ -207,8 +205,8 @@ def main(argv: list[str] | None = None) -> None:
                 parser.error(f"--grids {grids}: cannot read it ({e})")
             if not isinstance(info, dict) or info.get("solver") not in FITTED_NAMES:
                 parser.error(f"--grids {grids}: not a grids file of scripts/optimize_grid.py")
-        if args.grids and len({json.loads(g.read_text())["solver"] for g in args.grids}) < len(
-                args.grids):
+            args.grid_infos.append(info)
+        if len({info["solver"] for info in args.grid_infos}) < len(args.grid_infos):
             parser.error("--grids: two files fitted for the same solver")
         if args.rescore is not None:
             try:
