@@ -75,6 +75,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.fit_ends and args.method != "simplex":
         p.error("--fit-ends needs --method simplex")
+    if args.out is not None and not args.out.parent.is_dir():  # refused before minutes of fitting
+        p.error(f"--out {args.out}: no folder {args.out.parent}")
     if (any(n < 2 for n in args.steps) or args.samples < 1 or args.fine < max(args.steps)
             or args.max_evals < 1):
         p.error("need --steps >= 2, --samples >= 1, --max-evals >= 1 and --fine >= every --steps")

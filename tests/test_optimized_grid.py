@@ -201,3 +201,15 @@ def test_fitting_the_ends_moves_them_inside_the_range_and_lowers_the_error():
     with pytest.raises(ValueError, match="fit_ends needs method='simplex'"):
         fit_grid(oracle, euler, init, z, reference=reference, method="coordinate",
                  fit_ends=(low, high))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["c.ckpt", "--fit-ends", "--method", "coordinate"], "--fit-ends needs --method simplex"),
+    (["c.ckpt", "--out", "no/such/folder/g.json"], "--out no/such/folder/g.json: no folder"),
+])
+def test_optimize_grid_refuses_bad_options_before_loading_anything(argv, message, capsys):
+    from test_bench import load_script
+
+    with pytest.raises(SystemExit) as stop:
+        load_script("optimize_grid").main(argv)  # c.ckpt does not exist: refused before it
+    assert stop.value.code == 2 and message in capsys.readouterr().err
