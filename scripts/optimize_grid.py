@@ -34,7 +34,7 @@ from diffusion_lab.optimized_grid import (
     save_grids,
     solver_signature,
 )
-from diffusion_lab.samplers import dpmpp_2m, dpmpp_3m, euler, heun, unipc
+from diffusion_lab.samplers import dpmpp_2m, dpmpp_2s, dpmpp_3m, euler, heun, unipc
 from diffusion_lab.tasks.build import module_from_checkpoint
 from diffusion_lab.tasks.errors import exit_on_user_error
 from diffusion_lab.tasks.io import load_checkpoint_file
@@ -44,7 +44,7 @@ from diffusion_lab.utils.progress import progress_bar
 START_SPACINGS = (LogSNRSpacing(), KarrasSpacing(), UniformSpacing(), LeadingSpacing(),
                   QuadraticSpacing())
 SOLVERS = {"dpmpp_2m": dpmpp_2m, "dpmpp_3m": dpmpp_3m, "unipc": unipc, "euler": euler,
-           "heun": heun, "unipc_3": functools.partial(unipc, order=3)}
+           "heun": heun, "unipc_3": functools.partial(unipc, order=3), "dpmpp_2s": dpmpp_2s}
 
 
 def main(argv=None) -> dict:

@@ -96,7 +96,8 @@ def format_table(rows: list[dict], steps: list[int]) -> str:
 
 #: scripts/optimize_grid.py's --solver names -> the sampler table's method names
 FITTED_NAMES = {"dpmpp_2m": "dpmpp_2m", "dpmpp_3m": "dpmpp_3m", "unipc": "unipc (bh2) 2",
-                "unipc_3": "unipc (bh2) 3", "euler": "euler (= DDIM)", "heun": "heun"}
+                "unipc_3": "unipc (bh2) 3", "euler": "euler (= DDIM)", "heun": "heun",
+                "dpmpp_2s": "dpmpp_2s"}
 
 
 def checkpoint_report(args) -> dict:

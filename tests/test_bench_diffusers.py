@@ -3,12 +3,15 @@ comparison is exact where both libraries implement the same method."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from test_bench import load_script
 
 from diffusion_lab.bench.timing import native_bf16
 from diffusion_lab.oracle import GaussianOracle, affine_output_law
+from diffusion_lab.samplers import solver_nfe
 
 pytest.importorskip("diffusers")
 from diffusion_lab.bench import diffusers_grid, diffusers_models
@@ -88,6 +91,32 @@ def test_diffusers_schedulers_agree_with_ours_where_they_are_the_same_method(sch
         rel = {"DDIM": 2e-3, "Heun": 1e-2}.get(name, 1e-3)  # diffusers keeps some sigmas in fp32
         assert oracle.w2(mean, std) == pytest.approx(ours, rel=rel), name
         assert ours > 0.01  # visibly inexact at these step counts: the agreement is not trivial
+
+
+@pytest.mark.parametrize("schedule_name", ["cosine", "linear"])
+def test_diffusers_singlestep_is_our_dpmpp_2s_on_its_grid(schedule_name):
+    """diffusers' DPM-Solver++ 2S (singlestep, final_sigmas_type="zero") is our dpmpp_2s, both
+    solver types, odd and even step counts (its pairing of intervals: orders 1, 2, 1, 2, ..., 1),
+    when ours runs on the sigmas the scheduler itself chose."""
+    from diffusion_lab.samplers import dpmpp_2s
+    from diffusion_lab.schedules import cosine_schedule, linear_schedule
+
+    schedule = {"cosine": cosine_schedule, "linear": linear_schedule}[schedule_name]()
+    oracle = GaussianOracle.random(dim=8, seed=1)
+    for variant in ("midpoint", "heun"):
+        for steps in (7, 8):
+            cfg = {"timestep_spacing": "trailing", "solver_type": variant,
+                   "final_sigmas_type": "zero", "lower_order_final": True}
+            sched = dfs.build(_row("DPM-Solver++ 2S (singlestep)"), cfg, schedule)
+            sched.set_timesteps(steps)
+            sigmas = sched.sigmas.to(torch.float64)
+            solver = functools.partial(dpmpp_2s, variant=variant)
+            ours = oracle.w2(*affine_output_law(solver, oracle, sigmas, 8))
+            mean, std, their_nfe = dfs.diffusers_output_law(sched, oracle, schedule, steps)
+            assert their_nfe == steps == solver_nfe(solver, steps)
+            # diffusers keeps sigmas in float32: 1e-7 apart on linear, 1e-3 at cosine's 20,291
+            assert oracle.w2(mean, std) == pytest.approx(ours, rel=2e-3), (variant, steps)
+            assert ours > 0.01
 
 
 def test_every_diffusers_row_builds_and_samples():

@@ -110,7 +110,8 @@ def test_ddim_20_steps_close_to_1000_steps(oracle, schedule):
     assert errs[1] < 0.2 * spread
 
 
-ORDERS = [("euler", 1), ("heun", 2), ("dpmpp_2m", 2), ("dpmpp_3m", 3), ("unipc_bh1_2", 3),
+ORDERS = [("euler", 1), ("heun", 2), ("dpmpp_2m", 2), ("dpmpp_2s", 2), ("dpmpp_2s_heun", 2),
+          ("dpmpp_3m", 3), ("unipc_bh1_2", 3),
           ("unipc_bh2_2", 3), ("unipc_bh2_3", 4), ("unip_3", 3)]
 
 

@@ -38,6 +38,7 @@ from diffusion_lab.samplers import (
     ddpm,
     dpmpp_2m,
     dpmpp_2m_sde,
+    dpmpp_2s,
     dpmpp_3m,
     euler,
     heun,
@@ -54,6 +55,7 @@ SPACINGS = {
     "karras(full tail)": KarrasSpacing(skip_tail=False),
 }
 _LOF = [{"lower_order_final": False}, {"lower_order_final": True}]
+_SINGLESTEP = [{"variant": "midpoint"}, {"variant": "heun"}]
 #: solvers also offered the grid fitted to the case's model (diffusion_lab.optimized_grid)
 FITTED = ("dpmpp_2m", "dpmpp_3m", "unipc (bh2) 2", "unipc (bh2) 3")
 #: solves each fit may spend (Nelder-Mead then Powell, diffusion_lab.optimized_grid)
@@ -63,6 +65,7 @@ FIT_EVALS = 1500
 def our_rows() -> dict[str, tuple[Callable, list[dict]]]:
     """name -> (solver function, end configurations of its keyword options)."""
     out = {"euler (= DDIM)": (euler, []), "heun": (heun, []), "dpmpp_2m": (dpmpp_2m, []),
+           "dpmpp_2s": (dpmpp_2s, _SINGLESTEP),
            "dpmpp_3m": (dpmpp_3m, _LOF), "dpmpp_2m_sde": (dpmpp_2m_sde, []), "ddpm": (ddpm, [])}
     for variant in ("bh1", "bh2"):
         for order in (1, 2, 3):
