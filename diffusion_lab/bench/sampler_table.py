@@ -53,6 +53,9 @@ SPACINGS = {
     "log_snr": LogSNRSpacing(), "karras": KarrasSpacing(),
     "log_snr(full tail)": LogSNRSpacing(skip_tail=False),
     "karras(full tail)": KarrasSpacing(skip_tail=False),
+    # EDM's range top (Karras et al. 2022: sigma_max = 80 for data in [-1, 1]), the schedule's
+    # sigma_min: a grid that spends no level above 80 (the schedules reach 157 and 20,291)
+    "log_snr(max 80)": LogSNRSpacing(sigma_max=80.0), "karras(max 80)": KarrasSpacing(sigma_max=80.0),
 }
 _LOF = [{"lower_order_final": False}, {"lower_order_final": True}]
 _SINGLESTEP = [{"variant": "midpoint"}, {"variant": "heun"}]
