@@ -58,6 +58,8 @@ BAD_CONFIGS = [
     (["module.ema_decay=nan"], "module.ema_decay must be a finite number, got nan"),
     (["module.warmup_steps=-1"], "warmup_steps must be an integer >= 0, got -1"),
     (["sampler=ddim", "sampler.solver.eta=2"], "sampler: ddim eta must lie in [0, 1], got 2"),
+    (["sampler=dpmpp_2s", "sampler.solver.variant=bogus"],
+     "sampler: dpmpp_2s variant must be one of ('midpoint', 'heun'), got 'bogus'"),
     (["eval.samples_per_class=0"], "eval.samples_per_class must be >= 1, got 0"),
     (["eval.guidance_scale=-1"], "eval.guidance_scale must be a finite number >= 0 (1 = no guidance), got -1"),
     (["guidance=none", "eval.guidance_scale=3"],

@@ -57,7 +57,7 @@ def dpmpp_2s(
     singlestep order list [1, 2, 1, 2, ..., 1] with final_sigmas_type="zero"). NFE = n.
     """
     if variant not in SINGLESTEP_VARIANTS:
-        raise ValueError(f"variant must be one of {SINGLESTEP_VARIANTS}, got {variant!r}")
+        raise ValueError(f"dpmpp_2s variant must be one of {SINGLESTEP_VARIANTS}, got {variant!r}")
     levels = grid(sigmas)
     n = len(levels) - 1
     i = 0
