@@ -226,6 +226,20 @@ def test_nfe_formula_matches_count(name, oracle, schedule):
         )
 
 
+@pytest.mark.parametrize("n", [6, 7])
+def test_dpmpp_2s_reports_every_evaluation(n, oracle, schedule):
+    """The singlestep solver's callback fires at each evaluation (the pair's intermediate one
+    too), in order, at the level the model was evaluated at, with that evaluation's D."""
+    sig = UniformSpacing()(schedule, n)
+    counted, seen = count_nfe(oracle), []
+    SOLVERS["dpmpp_2s"](counted, _x_T(sig, n=2), sig, callback=seen.append)
+    assert [s.i for s in seen] == list(range(n)) and counted.nfe == n
+    assert [s.sigma for s in seen] == sig[:-1].tolist()
+    for s in seen:
+        expected = oracle(s.x, torch.full((2,), s.sigma, dtype=torch.float64), None)
+        assert torch.allclose(s.denoised, expected)
+
+
 def test_input_validation(oracle, schedule):
     sig = UniformSpacing()(schedule, 4)
     x = _x_T(sig, n=2)

@@ -5,7 +5,8 @@ fresh one inside each step: consecutive intervals of the grid are taken in pairs
 middle level is reached by a first-order step, and the model's value there gives the second-order
 term of the step over the whole pair. NFE = n on a grid of n steps, as for the multistep solvers;
 the grid decides where the intermediate evaluations sit (on the log-SNR grid, at the pair's
-log-SNR midpoint).
+log-SNR midpoint). ``noise`` is accepted for a uniform signature and ignored;
+``callback`` is called at every evaluation, the intermediate ones included.
 """
 
 from __future__ import annotations
