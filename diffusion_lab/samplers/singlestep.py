@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from diffusion_lab.samplers._common import denoise, grid, report, with_nfe
+from diffusion_lab.samplers._common import affine_step, denoise, grid, report, with_nfe
 from diffusion_lab.types import Denoiser, NoiseFn, StepCallback
 
 __all__ = ["SINGLESTEP_VARIANTS", "dpmpp_2s"]
@@ -24,13 +24,6 @@ __all__ = ["SINGLESTEP_VARIANTS", "dpmpp_2s"]
 #: how the second-order term is weighted: "midpoint" (Lu et al.'s DPM-Solver-2 form) or "heun"
 #: (the exact integral of a linear-in-lambda D; diffusers' solver_type names)
 SINGLESTEP_VARIANTS = ("midpoint", "heun")
-
-
-def _first_order(x: Tensor, d: Tensor, s: float, s_next: float) -> Tensor:
-    """x' = (s'/s) x - expm1(-h) D, h = log(s/s'); returns D itself at s' = 0."""
-    if s_next == 0.0:
-        return d
-    return (s_next / s) * x - math.expm1(math.log(s_next / s)) * d
 
 
 @with_nfe(lambda n: n)
@@ -66,7 +59,7 @@ def dpmpp_2s(
         s, s_mid = levels[i], levels[i + 1]
         d = denoise(denoiser, x, s, cond)
         report(callback, i, s, s_mid, x, d)
-        u = _first_order(x, d, s, s_mid)
+        u = affine_step(x, d, s_mid / s, 0.0, None)  # first order: D + (s_m/s)(x - D)
         if i + 2 >= n:  # no pair left before the step to 0: a first-order step
             x, i = u, i + 1
             continue
