@@ -128,7 +128,8 @@ def checkpoint_report(args) -> dict:
     case = CheckpointCase(module.denoiser(use_ema=True, guidance_scale=args.guidance_scale),
                           module.schedule, module.sample_shape, module.num_classes,
                           fitted=fitted, search_samples=args.search_samples,
-                          fine_steps=args.fine, seed=args.seed)
+                          fine_steps=args.fine, seed=args.seed,
+                          score_batch=args.score_batch)
     judge = SampleJudge.for_data(datamodule_from_checkpoint(ckpt), args.cache_dir,
                                  stored_config(ckpt).data.name)
     def say(message: str) -> None:
@@ -137,7 +138,8 @@ def checkpoint_report(args) -> dict:
     if args.rescore is not None:
         saved = {**args.saved, "rows": []} if args.fitted_only else args.saved
         table = rescore(case, judge, saved, args.score_seeds or [args.seed],
-                        score_samples=args.score_samples, progress=say)
+                        score_samples=args.score_samples, references=not args.no_references,
+                        progress=say)
         table.update(checkpoint=str(args.ckpt), rescored_from=str(args.rescore),
                      fitted_only=args.fitted_only)
         print(format_checkpoint_winners(table))
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     case3.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20])
     case3.add_argument("--score-samples", type=int, default=None,
                        help="samples per score (default 1000; with --rescore, the table's)")
+    case3.add_argument("--score-batch", type=int, default=500,
+                       help="samples per network call when scoring (speed and memory only)")
     case3.add_argument("--search-samples", type=int, default=64)
     case3.add_argument("--fine", type=int, default=500, help="steps of the reference solve")
     case3.add_argument("--finalists", type=int, default=3)
@@ -181,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     case3.add_argument("--fitted-only", action="store_true",
                        help="with --rescore: score the fitted grids and the default sampler only, "
                             "not the saved finalists")
+    case3.add_argument("--no-references", action="store_true",
+                       help="with --rescore: do not score the default sampler (with and without "
+                            "the cosine-tail skip) beside the table's rows")
     case3.add_argument("--grids", type=Path, nargs="+", default=None,
                        help="grids files of scripts/optimize_grid.py (one solver each; default: "
                             "the one beside the checkpoint, if any)")
@@ -190,12 +197,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rescore needs --ckpt (the checkpoint the table was made on)")
     if args.fitted_only and args.rescore is None:
         parser.error("--fitted-only needs --rescore (the table giving budgets and sample count)")
+    if args.no_references and args.rescore is None:
+        parser.error("--no-references needs --rescore (only a re-score adds the references)")
     if args.ckpt is not None:
         if args.rescore is None and args.score_samples is None:
             args.score_samples = 1000
         if (min(args.budgets) < 1 or args.search_samples < 1
-                or (args.score_samples is not None and args.score_samples < 2)):
-            parser.error("need --budgets >= 1, --score-samples >= 2 and --search-samples >= 1")
+                or (args.score_samples is not None and args.score_samples < 2)
+                or args.score_batch < 1):
+            parser.error("need --budgets >= 1, --score-samples >= 2, --search-samples >= 1 "
+                         "and --score-batch >= 1")
         if args.score_seeds is not None and len(set(args.score_seeds)) != len(args.score_seeds):
             parser.error("--score-seeds must not repeat a seed")
         args.grid_infos = []  # each --grids file, read once

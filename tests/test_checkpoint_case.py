@@ -143,6 +143,21 @@ def test_rescore_keeps_the_finalists_and_adds_the_default_sampler_with_and_witho
     assert not torch.equal(LogSNRSpacing()(cos, 6), LogSNRSpacing(skip_tail=False)(cos, 6))
 
 
+def test_rescore_lists_a_row_its_library_refuses_and_scores_the_rest(case):
+    """A saved row diffusers cannot run does not stop the re-score: it is listed with the error."""
+    oracle, c = case
+    judge = MomentJudge(oracle)
+    table = checkpoint_comparison(c, judge, (6,), ours=["dpmpp_2m"], theirs=["DDIM"],
+                                  finalists=1, score_samples=50, keep=1, depth=1)
+    bad = {**table["rows"][-1], "method": "DPM-Solver++ 2M", "options": {"solver_type": "bogus"},
+           "config": "solver_type=bogus"}
+    again = rescore(c, judge, {**table, "rows": [bad, *table["rows"]]}, [c.seed],
+                    references=False)
+    assert [r["method"] for r in again["rows"]] == [r["method"] for r in table["rows"]]
+    (refused,) = again["refused"]
+    assert refused["config"] == "solver_type=bogus" and "bogus" in refused["error"]
+
+
 def test_rescore_scores_the_fitted_grids_beside_the_finalists_and_lets_them_win(case):
     """A grid fitted for the checkpoint (``case.fitted``, from its grids file) is scored at every
     budget that pays for one (the largest such step count), at every seed, as a diffusion-lab
@@ -212,11 +227,35 @@ def test_the_fine_solve_is_made_only_when_a_distance_needs_it():
     assert len(calls) == 3 + 50 + 3  # the fine solve (2M: one call per step), then the distance
 
 
+def test_score_batch_sets_the_network_calls_not_the_samples():
+    """``score_batch`` splits the scored samples into network calls of that many; the per-sample
+    seeds make the samples the same whatever the split."""
+    oracle = GaussianOracle.random(dim=16, seed=0)
+    batches = []
+
+    def denoiser(x, s, c=None):
+        batches.append(len(x))
+        return oracle(x.double(), s).float()
+
+    grid = UniformSpacing()(linear_schedule(), 2)
+    whole = CheckpointCase(denoiser, linear_schedule(), (16,), 0, search_samples=1)
+    split = CheckpointCase(denoiser, linear_schedule(), (16,), 0, search_samples=1, score_batch=4)
+    x_whole = whole.samples(10, solver=euler, sigmas=grid, seed=3)
+    assert batches == [10, 10]
+    batches.clear()
+    x_split = split.samples(10, solver=euler, sigmas=grid, seed=3)
+    assert batches == [4, 4, 4, 4, 2, 2]  # per batch: both Euler steps
+    torch.testing.assert_close(x_split, x_whole)
+    assert not torch.allclose(split.samples(10, solver=euler, sigmas=grid, seed=4), x_whole)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--rescore", "t.json"], "--rescore needs --ckpt"),
     (["--ckpt", "c.ckpt", "--score-samples", "0"], "--score-samples >= 2"),
     (["--ckpt", "c.ckpt", "--score-seeds", "1", "1"], "must not repeat a seed"),
+    (["--ckpt", "c.ckpt", "--score-batch", "0"], "--score-batch >= 1"),
     (["--ckpt", "c.ckpt", "--fitted-only"], "--fitted-only needs --rescore"),
+    (["--ckpt", "c.ckpt", "--no-references"], "--no-references needs --rescore"),
     (["--ckpt", "c.ckpt", "--grids", "missing.json"], "--grids missing.json: cannot read it"),
     (["--ckpt", "c.ckpt", "--grids", "notgrids.json"], "not a grids file of scripts/optimize_grid"),
     (["--ckpt", "c.ckpt", "--grids", "a.json", "b.json"], "two files fitted for the same solver"),

@@ -39,7 +39,7 @@ from diffusion_lab.bench.sampler_table import (
     our_rows,
     their_scheduler,
 )
-from diffusion_lab.bench.search import describe
+from diffusion_lab.bench.search import REFUSED, describe
 from diffusion_lab.discretization import LogSNRSpacing
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import INITIAL_NOISE_STREAM, STEP_NOISE_STREAM
@@ -71,8 +71,10 @@ class CheckpointCase:
         search_samples: int = 64,
         fine_steps: int = 500,
         seed: int = 0,
+        score_batch: int = 500,
     ) -> None:
         self.denoiser, self.schedule, self.seed = denoiser, schedule, seed
+        self.score_batch = score_batch
         self.shape, self.num_classes = tuple(int(s) for s in shape), num_classes
         self.fitted = fitted or {}
         self.z, self.cond = self.noise_and_labels(search_samples)
@@ -124,12 +126,14 @@ class CheckpointCase:
                                                    range(len(self.z)), self.seed))
 
     def samples(self, count: int, *, solver: Callable | None = None, sigmas: Tensor | None = None,
-                scheduler=None, steps: int | None = None, batch: int = 500,
+                scheduler=None, steps: int | None = None, batch: int | None = None,
                 seed: int | None = None) -> Tensor:
         """``count`` class-balanced samples of one configuration (ours: solver + sigmas; theirs:
         scheduler + steps), in batches, from the fixed per-sample seeds of ``seed`` (default
-        the case's)."""
+        the case's); ``batch`` samples per network call (default: the case's ``score_batch``;
+        the samples depend on it only through float rounding)."""
         seed = self.seed if seed is None else seed
+        batch = batch or self.score_batch
         z, cond = self.noise_and_labels(count, seed)
         out = []
         for lo in range(0, count, batch):
@@ -238,19 +242,27 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
     each grid fitted for the case (``case.fitted``: ``spacing=optimized`` rows, at each budget the
     largest fitted step count it pays for; eligible as winners) and the :data:`REFERENCES` rows
     (``library`` "diffusion-lab", ``reference`` naming them; not eligible as winners) at each
-    budget's largest step count; winners by mean FID."""
+    budget's largest step count; winners by mean FID. A row its library refuses to run (one of
+    :data:`~diffusion_lab.bench.search.REFUSED`, e.g. diffusers' ``IndexError`` on a grid with
+    repeated timesteps) is listed under ``refused`` with the error, and the others are scored."""
     say = progress or (lambda _msg: None)
     count = score_samples or table["score_samples"]
     seeds = list(seeds)
-    rows = []
+    rows, refused = [], []
     for old in table["rows"]:
         options = old["options"] if "options" in old else parse_config(old["config"])
         say(f"scoring {old['library']} {old['method']} [{old['config']}; {old['steps']} steps]"
             f" on {count} x {len(seeds)} seed(s)")
-        rows.append({**{k: old[k] for k in ("budget", "library", "method", "config", "steps",
-                                            "nfe", "distance")}, "options": options,
-                     **score_configuration(case, judge, old["library"], old["method"], options,
-                                           old["steps"], count, seeds)})
+        kept = {k: old[k] for k in ("budget", "library", "method", "config", "steps", "nfe",
+                                    "distance")}
+        try:
+            scores = score_configuration(case, judge, old["library"], old["method"], options,
+                                         old["steps"], count, seeds)
+        except REFUSED as e:  # the library cannot run it (as the search skips such a row)
+            say(f"  refused: {type(e).__name__}: {e}")
+            refused.append({**kept, "options": options, "error": f"{type(e).__name__}: {e}"})
+            continue
+        rows.append({**kept, "options": options, **scores})
     options = {"spacing": "optimized"}
     for method, grids in case.fitted.items():
         nfe = {n: solver_nfe(our_rows()[method][0], n) for n in grids}
@@ -278,7 +290,7 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
     return {**{k: v for k, v in table.items() if k not in ("rows", "winners")},
             "score_samples": count, "score_seeds": seeds, "rows": rows, "references": refs,
             "fitted": {method: sorted(grids) for method, grids in case.fitted.items()},
-            "winners": _winners(rows, table["budgets"])}
+            "refused": refused, "winners": _winners(rows, table["budgets"])}
 
 
 def _score_text(row: dict) -> str:
