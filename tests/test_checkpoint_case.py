@@ -13,6 +13,7 @@ pytest.importorskip("diffusers")
 from diffusion_lab.bench.checkpoint_case import (
     CheckpointCase,
     checkpoint_comparison,
+    format_checkpoint_winners,
     parse_config,
     rescore,
 )
@@ -156,6 +157,8 @@ def test_rescore_lists_a_row_its_library_refuses_and_scores_the_rest(case):
     assert [r["method"] for r in again["rows"]] == [r["method"] for r in table["rows"]]
     (refused,) = again["refused"]
     assert refused["config"] == "solver_type=bogus" and "bogus" in refused["error"]
+    assert "refused by diffusers: DPM-Solver++ 2M [solver_type=bogus" in \
+        format_checkpoint_winners(again)
 
 
 def test_rescore_scores_the_fitted_grids_beside_the_finalists_and_lets_them_win(case):

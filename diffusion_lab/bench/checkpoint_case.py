@@ -316,4 +316,7 @@ def format_checkpoint_winners(table: dict) -> str:
     for ref in table.get("references", []):
         lines.append(f"{ref['budget']:3d}  {ref['reference']} [{ref['config']}; {ref['steps']} "
                      f"steps] {_score_text(ref)}")
+    for row in table.get("refused", []):
+        lines.append(f"{row['budget']:3d}  refused by {row['library']}: {row['method']} "
+                     f"[{row['config']}; {row['steps']} steps]: {row['error']}")
     return "\n".join(lines)
