@@ -113,7 +113,7 @@ def checkpoint_report(args) -> dict:
     from diffusion_lab.tasks.build import module_from_checkpoint, stored_config
     from diffusion_lab.tasks.errors import exit_on_user_error
     from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
-    from diffusion_lab.tasks.io import load_checkpoint_file
+    from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
 
     with exit_on_user_error():
         ckpt = load_checkpoint_file(args.ckpt)
@@ -135,18 +135,23 @@ def checkpoint_report(args) -> dict:
     def say(message: str) -> None:
         print(message, flush=True)
 
+    def save_so_far(partial: dict) -> None:  # a kill keeps every row scored before it
+        if args.json is not None:
+            atomic_write_json({**partial, "checkpoint": str(args.ckpt)}, args.json)
+
     if args.rescore is not None:
         saved = {**args.saved, "rows": []} if args.fitted_only else args.saved
         table = rescore(case, judge, saved, args.score_seeds or [args.seed],
                         score_samples=args.score_samples, references=not args.no_references,
-                        progress=say)
+                        progress=say, on_row=save_so_far)
         table.update(checkpoint=str(args.ckpt), rescored_from=str(args.rescore),
                      fitted_only=args.fitted_only)
         print(format_checkpoint_winners(table))
         return table
     table = checkpoint_comparison(case, judge, args.budgets, ours=args.ours, theirs=args.theirs,
                                   finalists=args.finalists, score_samples=args.score_samples,
-                                  progress=say, score_seeds=args.score_seeds)
+                                  progress=say, score_seeds=args.score_seeds,
+                                  on_row=save_so_far)
     table.update(checkpoint=str(args.ckpt), guidance_scale=args.guidance_scale,
                  fine_steps=args.fine, fitted={k: sorted(v) for k, v in fitted.items()})
     print(format_checkpoint_winners(table))
@@ -163,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--std-min", type=float, default=0.05)
     parser.add_argument("--std-max", type=float, default=1.0)
     parser.add_argument(
-        "--json", type=Path, default=None, help="also write the report as JSON here"
-    )
+        "--json", type=Path, default=None,
+        help="also write the report as JSON here (with --ckpt: rewritten after every scored row, "
+             "marked \"partial\": true until the run ends, so a kill keeps the rows scored)")
     case3 = parser.add_argument_group("trained checkpoint (--ckpt)")
     case3.add_argument("--ckpt", type=Path, default=None)
     case3.add_argument("--budgets", type=int, nargs="+", default=[5, 10, 20])
@@ -230,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
                 parser.error(f"--rescore {args.rescore}: not a table of sampler_report.py --ckpt")
         table = checkpoint_report(args)
         if args.json is not None:
-            args.json.write_text(json.dumps(table, indent=2))
+            from diffusion_lab.tasks.io import atomic_write_json
+
+            atomic_write_json(table, args.json)  # the whole table (no "partial" key)
         return
     rows = build_report(args.dim, args.steps, args.seed, args.std_min, args.std_max)
     print(

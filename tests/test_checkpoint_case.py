@@ -161,6 +161,42 @@ def test_rescore_lists_a_row_its_library_refuses_and_scores_the_rest(case):
         format_checkpoint_winners(again)
 
 
+def test_each_scored_row_is_handed_out_so_a_crash_keeps_the_rows_before_it(case):
+    """``on_row`` gets the table so far after every row (sampler_report.py saves it to --json):
+    when scoring dies at the third row, the two scored before it are in the last table handed
+    out, and that partial table re-scores like a whole one."""
+    import copy
+
+    oracle, c = case
+    judge = MomentJudge(oracle)
+    seen = []
+    table = checkpoint_comparison(c, judge, (6,), ours=["dpmpp_2m", "euler"],
+                                  theirs=["DDIM"], finalists=2, score_samples=50, keep=2,
+                                  depth=1, on_row=lambda t: seen.append(copy.deepcopy(t)))
+    assert [len(t["rows"]) for t in seen] == list(range(1, len(table["rows"]) + 1))
+    assert all(t["partial"] for t in seen) and "partial" not in table
+    assert seen[-1]["rows"] == table["rows"] and seen[-1]["winners"] == table["winners"]
+
+    class DiesAtTheThirdRow(MomentJudge):
+        calls = 0
+
+        def fid(self, x):
+            DiesAtTheThirdRow.calls += 1
+            if DiesAtTheThirdRow.calls == 3:
+                raise KeyboardInterrupt  # a kill mid-run
+            return super().fid(x)
+
+    saved = []
+    with pytest.raises(KeyboardInterrupt):
+        rescore(c, DiesAtTheThirdRow(oracle), table, [c.seed], on_row=saved.append)
+    last = saved[-1]
+    assert last["partial"] and len(last["rows"]) == 2
+    assert [r["fid"] for r in last["rows"]] == pytest.approx([r["fid"] for r in table["rows"][:2]])
+    again = rescore(c, judge, last, [c.seed], references=False)
+    assert "partial" not in again
+    assert [r["fid"] for r in again["rows"]] == pytest.approx([r["fid"] for r in last["rows"]])
+
+
 def test_rescore_scores_the_fitted_grids_beside_the_finalists_and_lets_them_win(case):
     """A grid fitted for the checkpoint (``case.fitted``, from its grids file) is scored at every
     budget that pays for one (the largest such step count), at every seed, as a diffusion-lab

@@ -186,10 +186,11 @@ def _winners(rows: list[dict], budgets) -> list[dict]:
 def checkpoint_comparison(case: CheckpointCase, judge, budgets=(5, 10, 20), *, ours=None,
                           theirs=None, finalists: int = 3, score_samples: int = 1000,
                           keep: int = 2, depth: int = 2, progress=None,
-                          score_seeds: Sequence[int] | None = None) -> dict:
+                          score_seeds: Sequence[int] | None = None, on_row=None) -> dict:
     """Each library's ``finalists`` lowest-distance configurations per budget, scored by the judge
     on ``score_samples`` samples at each of ``score_seeds`` (default: the case's seed); the
-    winner of each library is its lowest mean FID."""
+    winner of each library is its lowest mean FID. ``on_row(table)``, if given, receives the
+    table so far (``"partial": True``) after each scored row, e.g. to save it."""
     say = progress or (lambda _msg: None)
     seeds = list(score_seeds) if score_seeds else [case.seed]
     say("searching diffusion-lab's configurations")
@@ -199,6 +200,12 @@ def checkpoint_comparison(case: CheckpointCase, judge, budgets=(5, 10, 20), *, o
     found["diffusers"] = best_diffusers(case, budgets, theirs, keep=keep, depth=depth,
                                            progress=progress)
     rows = []
+
+    def assemble() -> dict:
+        return {"budgets": list(budgets), "score_samples": score_samples, "seed": case.seed,
+                "score_seeds": seeds, "search_samples": len(case.z), "rows": rows,
+                "winners": _winners(rows, budgets)}
+
     for budget in budgets:
         for lib, results in found.items():
             ranked = sorted((r[budget] for r in results if budget in r), key=lambda r: r.error)
@@ -210,9 +217,9 @@ def checkpoint_comparison(case: CheckpointCase, judge, budgets=(5, 10, 20), *, o
                              "nfe": r.nfe, "distance": r.error,
                              **score_configuration(case, judge, lib, r.method, r.options,
                                                    r.steps, score_samples, seeds)})
-    return {"budgets": list(budgets), "score_samples": score_samples, "seed": case.seed,
-            "score_seeds": seeds, "search_samples": len(case.z), "rows": rows,
-            "winners": _winners(rows, budgets)}
+                if on_row is not None:
+                    on_row({**assemble(), "partial": True})
+    return assemble()
 
 
 def parse_config(config: str) -> dict:
@@ -237,18 +244,31 @@ REFERENCES = (("dpmpp_2m", {"spacing": "log_snr"}, "default sampler"),
 
 
 def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
-            score_samples: int | None = None, references: bool = True, progress=None) -> dict:
+            score_samples: int | None = None, references: bool = True, progress=None,
+            on_row=None) -> dict:
     """A saved comparison's finalists re-scored at every seed of ``seeds`` (no new search), with
     each grid fitted for the case (``case.fitted``: ``spacing=optimized`` rows, at each budget the
     largest fitted step count it pays for; eligible as winners) and the :data:`REFERENCES` rows
     (``library`` "diffusion-lab", ``reference`` naming them; not eligible as winners) at each
     budget's largest step count; winners by mean FID. A row its library refuses to run (one of
     :data:`~diffusion_lab.bench.search.REFUSED`, e.g. diffusers' ``IndexError`` on a grid with
-    repeated timesteps) is listed under ``refused`` with the error, and the others are scored."""
+    repeated timesteps) is listed under ``refused`` with the error, and the others are scored.
+    ``on_row(table)``, if given, receives the table so far (``"partial": True``) after each row
+    (a kill then loses only the row being scored)."""
     say = progress or (lambda _msg: None)
     count = score_samples or table["score_samples"]
     seeds = list(seeds)
-    rows, refused = [], []
+    rows, refused, refs = [], [], []
+
+    def assemble() -> dict:
+        return {**{k: v for k, v in table.items() if k not in ("rows", "winners", "partial")},
+                "score_samples": count, "score_seeds": seeds, "rows": rows, "references": refs,
+                "fitted": {method: sorted(grids) for method, grids in case.fitted.items()},
+                "refused": refused, "winners": _winners(rows, table["budgets"])}
+
+    def done_row() -> None:
+        if on_row is not None:
+            on_row({**assemble(), "partial": True})
     for old in table["rows"]:
         options = old["options"] if "options" in old else parse_config(old["config"])
         say(f"scoring {old['library']} {old['method']} [{old['config']}; {old['steps']} steps]"
@@ -261,8 +281,10 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
         except REFUSED as e:  # the library cannot run it (as the search skips such a row)
             say(f"  refused: {type(e).__name__}: {e}")
             refused.append({**kept, "options": options, "error": f"{type(e).__name__}: {e}"})
+            done_row()
             continue
         rows.append({**kept, "options": options, **scores})
+        done_row()
     options = {"spacing": "optimized"}
     for method, grids in case.fitted.items():
         nfe = {n: solver_nfe(our_rows()[method][0], n) for n in grids}
@@ -277,7 +299,7 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
                          "nfe": nfe[steps], "distance": None, "fitted": True,
                          **score_configuration(case, judge, "diffusion-lab", method, options,
                                                steps, count, seeds)})
-    refs = []
+            done_row()
     if references:
         for budget in table["budgets"]:
             for method, options, label in REFERENCES:
@@ -287,10 +309,8 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
                              "options": options, "steps": budget, "nfe": budget,
                              **score_configuration(case, judge, "diffusion-lab", method, options,
                                                    budget, count, seeds)})
-    return {**{k: v for k, v in table.items() if k not in ("rows", "winners")},
-            "score_samples": count, "score_seeds": seeds, "rows": rows, "references": refs,
-            "fitted": {method: sorted(grids) for method, grids in case.fitted.items()},
-            "refused": refused, "winners": _winners(rows, table["budgets"])}
+                done_row()
+    return assemble()
 
 
 def _score_text(row: dict) -> str:
