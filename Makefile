@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core, at most 4 (each test process starts Python, torch and
+# Lightning anew, ~10 s of one core, so two workers keep two cores busy)
+TEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 .PHONY: help install train sample evaluate recipes test test-fast bench lint clean
 
@@ -33,10 +36,10 @@ recipes: $(STAMP)  ## the six recipes at full size in turn (shared trainings), t
 	$(PY) scripts/recipes_docs.py
 
 test: $(STAMP)  ## the whole test suite, slow end-to-end runs included
-	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(TEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## the quick subset (no slow end-to-end runs)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## print benchmark figures
 	$(PY) scripts/benchmark.py $(ARGS)

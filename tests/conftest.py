@@ -15,6 +15,15 @@ CONF = ROOT / "conf"
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the suite on two pytest-xdist workers: each worker, and every process it
+    # starts, gets its share of the cores rather than all of them (no oversubscription).
+    import torch
+
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_share)
+    torch.set_num_threads(_share)
+
 
 def compose_config(config_name: str, overrides: list[str], run_dir: Path):
     """Compose conf/<config_name>.yaml with overrides, as scripts/ would, outside @hydra.main."""
@@ -45,3 +54,14 @@ def make_cfg(tmp_path, monkeypatch):
 def shared_cache(tmp_path_factory):
     """One cache directory per test session (trained classifier reused across tests)."""
     return tmp_path_factory.mktemp("cache")
+
+
+#: the test files that take longest (minutes each on 2 cores), run first so that parallel
+#: workers (`make test`) start them at once instead of ending the session on one of them
+LONGEST_FIRST = ("test_default_run.py", "test_readme_commands.py", "test_kill_soak.py",
+                 "test_optimized_grid.py", "test_concurrent_load.py", "test_compare_runs.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
