@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 ARGS ?=
 PYTEST_ARGS ?=
-# pytest-xdist workers: one per core, at most 4 (each test process starts Python, torch and
-# Lightning anew, ~10 s of one core, so two workers keep two cores busy)
+# pytest-xdist workers, one per core (at most 4): much of the suite is single-threaded (each test
+# process starts Python, torch and Lightning anew, ~10 s of one core); a test file stays on one
+# worker (its fixtures are built once). TEST_WORKERS= runs the suite in one process.
 TEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 .PHONY: help install train sample evaluate recipes test test-fast bench lint clean

@@ -16,8 +16,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs the suite on two pytest-xdist workers: each worker, and every process it
-    # starts, gets its share of the cores rather than all of them (no oversubscription).
+    # `make test` runs the suite on pytest-xdist workers, one per core: each worker, and every
+    # process it starts, gets its share of the cores rather than all of them (no oversubscription).
     import torch
 
     _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
