@@ -7,7 +7,14 @@ solve lands where a fine solve of the *same model* from the same x_T lands:
     min over log sigma_1 > ... > log sigma_{n-2}  of  mean |solve(D, x_T, grid) - solve(D, x_T, fine)|^2
 
 with sigma_0 = sigma_max and sigma_{n-1} = sigma_min fixed (the model's range), or, with
-``fit_ends``, those two fitted as well within that range. Two searches:
+``fit_ends``, those two fitted as well within that range. Any other function of the few-step
+samples can take the distance's place (``objective``): e.g. the Frechet distance of their
+features to the training data's,
+
+    min over the levels of  FID(solve(D, x_T, grid) for the fit's x_T draws)
+
+which aims the grid at the data rather than at the model's own ODE solution (the search of
+AutoDiffusion, Li et al. 2023, over the time steps of a fixed sampler). Two searches:
 ``simplex`` (default): Nelder-Mead over the sorted interior log sigmas, then Powell's method from
 where it stopped, both derivative-free, so any solver and any network fits; ``coordinate``: each
 level tried at fractions of the gap to its neighbours, the fractions shrinking each sweep (fewer
@@ -41,11 +48,16 @@ def _solve(solver: Callable, denoiser: Denoiser, z: Tensor, sigmas: Tensor, cond
     return solver(denoiser, z * math.sqrt(1.0 + float(sigmas[0]) ** 2), sigmas, cond=cond)
 
 
-def grid_loss(solver: Callable, denoiser: Denoiser, z: Tensor, grid: Tensor, reference: Tensor,
-              cond=None) -> float:
-    """mean |solve(D, x_T, grid) - reference|^2: the fit's objective for one grid."""
+def grid_loss(solver: Callable, denoiser: Denoiser, z: Tensor, grid: Tensor,
+              reference: Tensor | None, cond=None,
+              objective: Callable[[Tensor], float] | None = None) -> float:
+    """The fit's loss for one grid: mean |solve(D, x_T, grid) - reference|^2, or
+    ``objective(solve(D, x_T, grid))`` when an objective is given (inf where not finite)."""
     out = _solve(solver, denoiser, z, grid, cond)
-    value = (out.double() - reference.double()).pow(2).mean().item()
+    if objective is not None:
+        value = float(objective(out))
+    else:
+        value = (out.double() - reference.double()).pow(2).mean().item()
     return value if math.isfinite(value) else math.inf
 
 
@@ -63,6 +75,8 @@ def fit_grid(
     sweeps: int = 3,
     fractions: tuple[float, ...] = (0.3, 0.45, 0.55, 0.7),
     fit_ends: tuple[float, float] | None = None,
+    objective: Callable[[Tensor], float] | None = None,
+    on_trial: Callable[[float], None] | None = None,
 ) -> tuple[Tensor, float, float]:
     """(fitted grid, initial loss, fitted loss) for ``solver`` from unit noise ``z`` (B, ...).
 
@@ -74,12 +88,16 @@ def fit_grid(
     within that range (``simplex`` only): the solve may start below sigma_max, from
     x = sqrt(1 + sigma_0^2) z as every sampler does, and take its last step to 0 from above
     sigma_min, where a fixed sigma_min spends an evaluation on noise no model can see.
+    ``objective(samples) -> float``: minimised in place of the distance to the fine solve (then
+    neither ``reference`` nor ``fine`` is needed); the solver must be deterministic or draw its
+    noise the same way at every call, so that the objective is a function of the grid.
+    ``on_trial(loss)``: called after each solve (e.g. to advance a progress bar).
     """
     if method not in ("simplex", "coordinate"):
         raise ValueError(f"method={method!r}: simplex or coordinate")
     if fit_ends is not None and method != "simplex":
         raise ValueError("fit_ends needs method='simplex'")
-    if reference is None:
+    if objective is None and reference is None:
         if fine is None:
             raise ValueError("give reference= (fine-solve samples) or fine= (a fine grid)")
         reference = _solve(solver, denoiser, z, fine, cond)
@@ -101,7 +119,10 @@ def fit_grid(
         grid = to_grid(levels)
         if bool((grid[:-2] <= grid[1:-1]).any()):
             return math.inf  # a level outside (sigma_min, sigma_max) or two levels equal
-        return grid_loss(solver, denoiser, z, grid, reference, cond)
+        value = grid_loss(solver, denoiser, z, grid, reference, cond, objective)
+        if on_trial is not None:
+            on_trial(value)
+        return value
 
     start = loss(logs)
     if not logs:
@@ -185,14 +206,15 @@ def solver_signature(solver: Callable) -> str:
 
 def save_grids(path: Path, grids: dict[int, Tensor], info: dict) -> bool:
     """Merge ``grids`` (steps -> sigmas) into the JSON file at ``path`` (written atomically).
-    Grids fitted for another solver or guidance scale (``info``'s ``solver_signature`` and
-    ``guidance_scale``) are replaced, not merged: one file holds one solver's grids. The
-    ``fit_loss`` of each step count is kept beside its grid.
+    Grids fitted for another solver, guidance scale or objective (``info``'s
+    ``solver_signature``, ``guidance_scale``, ``objective``; a file without ``objective`` holds
+    ``distance`` grids) are replaced, not merged: one file holds one solver's grids of one fit.
+    The ``fit_loss`` of each step count is kept beside its grid.
     Returns True when earlier grids were replaced so."""
     data = json.loads(path.read_text()) if path.is_file() else {"grids": {}}
-    keys = ("solver_signature", "guidance_scale")
+    keys = {"solver_signature": None, "guidance_scale": None, "objective": "distance"}
     replaced = bool(data["grids"]) and any(
-        k in info and data.get(k) != info[k] for k in keys)
+        k in info and data.get(k, default) != info[k] for k, default in keys.items())
     if replaced:
         data = {"grids": {}}
     losses = {**data.get("fit_loss", {}), **info.get("fit_loss", {})}  # per step count, kept

@@ -124,6 +124,9 @@ def checkpoint_report(args) -> dict:
     fitted = {FITTED_NAMES[info["solver"]]: {
         int(n): torch.tensor(g, dtype=torch.float64) for n, g in info["grids"].items()}
         for info in infos if info.get("solver") in FITTED_NAMES}
+    fits = {FITTED_NAMES[info["solver"]]: {  # how each fitted grid was fitted, for the table
+        k: info[k] for k in ("objective", "fit_ends", "samples", "seed", "max_evals", "fit_loss")
+        if k in info} for info in infos if info.get("solver") in FITTED_NAMES}
     torch.manual_seed(0)
     case = CheckpointCase(module.denoiser(use_ema=True, guidance_scale=args.guidance_scale),
                           module.schedule, module.sample_shape, module.num_classes,
@@ -145,7 +148,7 @@ def checkpoint_report(args) -> dict:
                         score_samples=args.score_samples, references=not args.no_references,
                         progress=say, on_row=save_so_far)
         table.update(checkpoint=str(args.ckpt), rescored_from=str(args.rescore),
-                     fitted_only=args.fitted_only)
+                     fitted_only=args.fitted_only, fits=fits)
         print(format_checkpoint_winners(table))
         return table
     table = checkpoint_comparison(case, judge, args.budgets, ours=args.ours, theirs=args.theirs,
@@ -153,7 +156,8 @@ def checkpoint_report(args) -> dict:
                                   progress=say, score_seeds=args.score_seeds,
                                   on_row=save_so_far)
     table.update(checkpoint=str(args.ckpt), guidance_scale=args.guidance_scale,
-                 fine_steps=args.fine, fitted={k: sorted(v) for k, v in fitted.items()})
+                 fine_steps=args.fine, fitted={k: sorted(v) for k, v in fitted.items()},
+                 fits=fits)
     print(format_checkpoint_winners(table))
     return table
 
