@@ -140,7 +140,7 @@ def build_callbacks(cfg: DictConfig) -> list:
 
     def wanted(c) -> bool:
         target = c._target_
-        return not (no_bar and "ProgressBar" in target) and not (no_logger and "LearningRateMonitor" in target)
+        return not (no_bar and "progress" in target.lower()) and not (no_logger and "LearningRateMonitor" in target)
 
     return [instantiate(c, _convert_="all") for c in cbs.values() if c and "_target_" in c and wanted(c)]
 
