@@ -140,6 +140,16 @@ def fit_grid(
     return to_grid(logs), start, best
 
 
+def checked_on_held_out(start: Tensor, fitted: Tensor,
+                        held_out_loss: Callable[[Tensor], float]) -> tuple[Tensor, list[float]]:
+    """(grid to keep, [held-out loss of start, of fitted]): the fitted grid only where it beats
+    the grid its search started from on noise the fit never saw, ``held_out_loss(grid)`` (the
+    same loss on another draw); otherwise the start, since a fit that followed its own draw
+    (a few thousandths of FID at a few thousand samples) would make sampling worse, not better."""
+    losses = [held_out_loss(start), held_out_loss(fitted)]
+    return (fitted if losses[1] < losses[0] else start), losses
+
+
 def _simplex_then_powell(loss: Callable, logs: list[float], start: float, budget: int,
                          simplex: list[list[float]] | None = None):
     """Nelder-Mead from ``logs`` (or from ``simplex``, its first vertices), then Powell from its
@@ -209,18 +219,17 @@ def save_grids(path: Path, grids: dict[int, Tensor], info: dict) -> bool:
     Grids fitted for another solver, guidance scale or objective (``info``'s
     ``solver_signature``, ``guidance_scale``, ``objective``; a file without ``objective`` holds
     ``distance`` grids) are replaced, not merged: one file holds one solver's grids of one fit.
-    The ``fit_loss`` of each step count is kept beside its grid.
-    Returns True when earlier grids were replaced so."""
+    The ``fit_loss`` and ``holdout`` (held-out check) of each step count are kept beside its
+    grid. Returns True when earlier grids were replaced so."""
     data = json.loads(path.read_text()) if path.is_file() else {"grids": {}}
     keys = {"solver_signature": None, "guidance_scale": None, "objective": "distance"}
     replaced = bool(data["grids"]) and any(
         k in info and data.get(k, default) != info[k] for k, default in keys.items())
     if replaced:
         data = {"grids": {}}
-    losses = {**data.get("fit_loss", {}), **info.get("fit_loss", {})}  # per step count, kept
+    per_steps = {k: {**data.get(k, {}), **info.get(k, {})} for k in ("fit_loss", "holdout")}
     data.update(info)
-    if losses:
-        data["fit_loss"] = losses
+    data.update({k: v for k, v in per_steps.items() if v})
     data["grids"].update({str(n): [float(s) for s in g] for n, g in grids.items()})
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))

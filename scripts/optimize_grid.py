@@ -6,7 +6,9 @@ land where a fine solve (--fine steps) of the same model lands from the same noi
 the first and last levels are fitted too (by default sigma_max and sigma_min stay).
 --objective fid fits for the data instead of the model's own ODE solution: the grid minimises
 the FID (the project judge's classifier features) of the --samples few-step samples against the
-training data, from the fit's own noise draws (--seed), never the evaluation's. The grids
+training data, from the fit's own noise draws (--seed), never the evaluation's. Each fitted
+grid is then checked on another draw (--holdout-seed): where it does not beat the grid its
+search started from there, that start is kept instead (the fit followed its own draw). The grids
 are saved beside the checkpoint (<ckpt stem>.grids.json, or --out) and used by
     python scripts/sample.py ckpt=CKPT sampler/spacing=optimized sampler.steps=N
 """
@@ -31,6 +33,7 @@ from diffusion_lab.discretization import (
 )
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.optimized_grid import (
+    checked_on_held_out,
     fit_grid,
     grid_file,
     grid_loss,
@@ -88,6 +91,10 @@ def main(argv=None) -> dict:
                    help="at most this many few-step solves per step count")
     p.add_argument("--sweeps", type=int, default=3, help="passes of --method coordinate")
     p.add_argument("--seed", type=int, default=1234, help="noise of the fit (not of evaluation)")
+    p.add_argument("--holdout-seed", type=int, default=None,
+                   help="noise of the held-out check of each fitted grid (default: --seed + 1)")
+    p.add_argument("--no-holdout", action="store_true",
+                   help="keep each fitted grid without checking it on held-out noise")
     p.add_argument("--fit-ends", action="store_true",
                    help="fit the first and last noise levels too (within the schedule's range), "
                         "starting from whichever of the log-SNR, Karras, uniform, leading and "
@@ -108,6 +115,8 @@ def main(argv=None) -> dict:
     if (any(n < 2 for n in args.steps) or args.samples < 1 or args.fine < max(args.steps)
             or args.max_evals < 1):
         p.error("need --steps >= 2, --samples >= 1, --max-evals >= 1 and --fine >= every --steps")
+    if args.holdout_seed is not None and args.holdout_seed == args.seed:
+        p.error("--holdout-seed must differ from --seed (the check needs noise the fit never saw)")
     if args.objective == "fid" and args.samples < 2:
         p.error("--objective fid needs --samples >= 2 (a covariance of the samples' features)")
     with exit_on_user_error():
@@ -120,20 +129,30 @@ def main(argv=None) -> dict:
     cond = None
     if module.num_classes > 0:
         cond = torch.arange(args.samples) % module.num_classes
-    z = PerSampleNoise(args.seed, range(args.samples)).sample(
-        (args.samples, *module.sample_shape), "cpu", torch.float32)
+
+    def noise(seed: int) -> torch.Tensor:
+        return PerSampleNoise(seed, range(args.samples)).sample(
+            (args.samples, *module.sample_shape), "cpu", torch.float32)
+
+    z = noise(args.seed)
+    holdout_seed = args.seed + 1 if args.holdout_seed is None else args.holdout_seed
+    z_held = None if args.no_holdout else noise(holdout_seed)
     schedule = module.schedule
-    grids, losses = {}, {}
+    grids, losses, held = {}, {}, {}
     # a latent model's samples are judged as the images they decode to
     objective = None if judge is None else (lambda x: judge.fid(module.decode(x)))
     # one bar over every trial solve: the start grids' and the search's (at most --max-evals)
-    per_fit = args.max_evals + 1 + (2 * len(START_SPACINGS) if args.fit_ends else 0)
+    per_fit = (args.max_evals + 1 + (2 * len(START_SPACINGS) if args.fit_ends else 0)
+               + (0 if z_held is None else 2))
     with torch.no_grad(), progress_bar("fitting grids (trial solves)",
                                        per_fit * len(args.steps)) as advance:
-        reference = None
+        reference = held_reference = None
         if objective is None:
             fine = LogSNRSpacing()(schedule, args.fine)
             reference = solver(denoiser, z * (1 + float(fine[0]) ** 2) ** 0.5, fine, cond=cond)
+            if z_held is not None:
+                held_reference = solver(denoiser, z_held * (1 + float(fine[0]) ** 2) ** 0.5,
+                                        fine, cond=cond)
         advanced = [0]
 
         def trial(_value: float = 0.0, count: int = 1) -> None:
@@ -142,6 +161,11 @@ def main(argv=None) -> dict:
 
         def loss(grid) -> float:
             value = grid_loss(solver, denoiser, z, grid, reference, cond, objective)
+            trial(value)
+            return value
+
+        def held_out_loss(grid) -> float:
+            value = grid_loss(solver, denoiser, z_held, grid, held_reference, cond, objective)
             trial(value)
             return value
 
@@ -155,6 +179,10 @@ def main(argv=None) -> dict:
                                            reference=reference, method=args.method,
                                            max_evals=args.max_evals, sweeps=args.sweeps,
                                            fit_ends=ends, objective=objective, on_trial=trial)
+            if z_held is not None:
+                grid, (start_loss, fitted_loss) = checked_on_held_out(start, grid, held_out_loss)
+                held[str(n)] = {"seed": holdout_seed, "start": start_loss, "fitted": fitted_loss,
+                                "kept": "start" if grid is start else "fitted"}
             grids[n], losses[str(n)] = grid, [before, after]
             trial(count=max(0, per_fit * (i + 1) - advanced[0]))  # a search that stopped early
     out = args.out or grid_file(args.ckpt)
@@ -164,13 +192,19 @@ def main(argv=None) -> dict:
         "max_evals": args.max_evals, "samples": args.samples, "seed": args.seed,
         "fit_ends": args.fit_ends, "objective": args.objective,
         **({"fine_steps": args.fine} if judge is None else {"fid_reference": judge.key}),
-        "fit_loss": losses})
+        "fit_loss": losses, **({"holdout": held} if held else {})})
     started_from = "the closest schedule grid" if args.fit_ends else "log-SNR grid"
     measure = (f"mean squared distance to the {args.fine}-step solve" if judge is None
                else f"FID of {args.samples} samples (seed {args.seed}) to the training data")
     for n in args.steps:
         before, after = losses[str(n)]
         print(f"{n:3d} steps: {measure} {before:.3g} ({started_from}) -> {after:.3g} (fitted)")
+        if str(n) in held:
+            check = held[str(n)]
+            verdict = ("kept the start grid: the fit does not carry over to other noise"
+                       if check["kept"] == "start" else "kept the fitted grid")
+            print(f"           held-out noise (seed {holdout_seed}): {check['start']:.3g} (start) "
+                  f"-> {check['fitted']:.3g} (fitted); {verdict}")
     if replaced:
         print(f"{out} held grids of another solver, guidance scale or objective: replaced")
     print(f"wrote {out}")

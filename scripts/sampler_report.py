@@ -125,7 +125,8 @@ def checkpoint_report(args) -> dict:
         int(n): torch.tensor(g, dtype=torch.float64) for n, g in info["grids"].items()}
         for info in infos if info.get("solver") in FITTED_NAMES}
     fits = {FITTED_NAMES[info["solver"]]: {  # how each fitted grid was fitted, for the table
-        k: info[k] for k in ("objective", "fit_ends", "samples", "seed", "max_evals", "fit_loss")
+        k: info[k] for k in ("objective", "fit_ends", "samples", "seed", "max_evals", "fit_loss",
+                             "holdout")
         if k in info} for info in infos if info.get("solver") in FITTED_NAMES}
     torch.manual_seed(0)
     case = CheckpointCase(module.denoiser(use_ema=True, guidance_scale=args.guidance_scale),

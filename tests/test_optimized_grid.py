@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from diffusion_lab.discretization import LogSNRSpacing
-from diffusion_lab.optimized_grid import OptimizedSpacing, fit_grid, grid_file, save_grids
+from diffusion_lab.optimized_grid import (
+    OptimizedSpacing,
+    checked_on_held_out,
+    fit_grid,
+    grid_file,
+    save_grids,
+)
 from diffusion_lab.oracle import GaussianOracle, affine_output_law
 from diffusion_lab.samplers import dpmpp_2m
 from diffusion_lab.schedules import linear_schedule
@@ -26,6 +32,28 @@ def test_fitted_grid_lowers_the_exact_error():
     w2_init = oracle.w2(*affine_output_law(dpmpp_2m, oracle, init, 16))
     w2_fit = oracle.w2(*affine_output_law(dpmpp_2m, oracle, grid, 16))
     assert w2_fit < w2_init / 3
+
+
+def test_a_fitted_grid_is_kept_only_where_it_beats_its_start_on_held_out_noise():
+    """optimize_grid.py checks each fitted grid on another draw: kept where it lowers the loss
+    there (here the exact W2, the limit of infinitely many held-out draws), else the start."""
+    oracle, sch = GaussianOracle.random(dim=16), linear_schedule()
+    z = torch.randn(128, 16, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    start = LogSNRSpacing()(sch, 5)
+    fitted, _, _ = fit_grid(oracle, dpmpp_2m, start, z, fine=LogSNRSpacing()(sch, 300))
+    seen = []
+
+    def exact_w2(grid):
+        seen.append(grid)
+        return oracle.w2(*affine_output_law(dpmpp_2m, oracle, grid, 16))
+
+    kept, (w2_start, w2_fitted) = checked_on_held_out(start, fitted, exact_w2)
+    assert kept is fitted and w2_fitted < w2_start / 3 and seen == [start, fitted]
+    worse = torch.cat([torch.linspace(float(start[0]), float(start[-2]), 5), start[-1:]])
+    kept, (w2_start, w2_worse) = checked_on_held_out(start, worse, exact_w2)
+    assert kept is start and w2_worse > w2_start  # a uniform-in-sigma grid: far worse
+    kept, _ = checked_on_held_out(start, start.clone(), exact_w2)
+    assert kept is start  # no gain, no change
 
 
 def test_grid_file_round_trip_and_errors(tmp_path):
@@ -124,7 +152,11 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
                      "--fit-ends")
     assert fit.returncode == 0, fit.stderr[-2000:]
     assert "(the closest schedule grid)" in fit.stdout
+    assert "held-out noise (seed 1235)" in fit.stdout  # --seed 1234 + 1
     info = json.loads(euler_grids.read_text())
+    check = info["holdout"]["3"]
+    assert check["seed"] == 1235 and check["kept"] == ("fitted" if check["fitted"] < check["start"]
+                                                       else "start")
     assert info["solver_signature"] == "euler()" and info["fit_ends"] is True
     assert json.loads(grid_file(ckpt).read_text())["solver"] == "dpmpp_2m"  # left alone
     # fitted for the data (the judge's FID of the fit samples) rather than for the fine solve
@@ -136,6 +168,7 @@ def test_checkpoint_fit_then_sample(make_cfg, tmp_path):
     assert "FID of 20 samples (seed 1234) to the training data" in fit.stdout
     fid_info = json.loads(fid_grids.read_text())
     assert fid_info["objective"] == "fid" and "fine_steps" not in fid_info
+    assert set(fid_info["holdout"]["3"]) == {"seed", "start", "fitted", "kept"}
     (before, after), = fid_info["fit_loss"].values()
     assert after <= before and len(fid_info["grids"]["3"]) == 4
     again = run_script("sampler_report.py", "--ckpt", str(ckpt), "--rescore",
@@ -260,6 +293,7 @@ def test_a_grid_fitted_for_the_data_law_lowers_the_exact_error_without_a_fine_so
     (["c.ckpt", "--fit-ends", "--method", "coordinate"], "--fit-ends needs --method simplex"),
     (["c.ckpt", "--out", "no/such/folder/g.json"], "--out no/such/folder/g.json: no folder"),
     (["c.ckpt", "--objective", "fid", "--samples", "1"], "--objective fid needs --samples >= 2"),
+    (["c.ckpt", "--seed", "7", "--holdout-seed", "7"], "--holdout-seed must differ from --seed"),
 ])
 def test_optimize_grid_refuses_bad_options_before_loading_anything(argv, message, capsys):
     from test_bench import load_script
