@@ -146,28 +146,30 @@ def main(argv=None) -> dict:
                + (0 if z_held is None else 2))
     with torch.no_grad(), progress_bar("fitting grids (trial solves)",
                                        per_fit * len(args.steps)) as advance:
-        reference = held_reference = None
-        if objective is None:
-            fine = LogSNRSpacing()(schedule, args.fine)
-            reference = solver(denoiser, z * (1 + float(fine[0]) ** 2) ** 0.5, fine, cond=cond)
-            if z_held is not None:
-                held_reference = solver(denoiser, z_held * (1 + float(fine[0]) ** 2) ** 0.5,
-                                        fine, cond=cond)
+        fine = LogSNRSpacing()(schedule, args.fine)
+
+        def fine_solve(noise_draw):  # the reference of --objective distance
+            return solver(denoiser, noise_draw * (1 + float(fine[0]) ** 2) ** 0.5, fine, cond=cond)
+
         advanced = [0]
 
         def trial(_value: float = 0.0, count: int = 1) -> None:
             advanced[0] += count
             advance(count)
 
-        def loss(grid) -> float:
-            value = grid_loss(solver, denoiser, z, grid, reference, cond, objective)
-            trial(value)
-            return value
+        def loss_on(noise_draw):
+            """The fit's loss for one grid on ``noise_draw``, counted as a trial solve."""
+            reference = None if objective is not None else fine_solve(noise_draw)
 
-        def held_out_loss(grid) -> float:
-            value = grid_loss(solver, denoiser, z_held, grid, held_reference, cond, objective)
-            trial(value)
-            return value
+            def loss(grid) -> float:
+                value = grid_loss(solver, denoiser, noise_draw, grid, reference, cond, objective)
+                trial(value)
+                return value
+
+            return loss, reference
+
+        loss, reference = loss_on(z)
+        held_out_loss = None if z_held is None else loss_on(z_held)[0]
 
         for i, n in enumerate(args.steps):
             start = LogSNRSpacing()(schedule, n)
@@ -179,7 +181,7 @@ def main(argv=None) -> dict:
                                            reference=reference, method=args.method,
                                            max_evals=args.max_evals, sweeps=args.sweeps,
                                            fit_ends=ends, objective=objective, on_trial=trial)
-            if z_held is not None:
+            if held_out_loss is not None:
                 grid, (start_loss, fitted_loss) = checked_on_held_out(start, grid, held_out_loss)
                 held[str(n)] = {"seed": holdout_seed, "start": start_loss, "fitted": fitted_loss,
                                 "kept": "start" if grid is start else "fitted"}

@@ -8,16 +8,15 @@ when stderr is a terminal and ``LogLinesProgressBar`` otherwise.
 from __future__ import annotations
 
 import math
-import sys
 
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
-from diffusion_lab.utils.progress import LineProgress
+from diffusion_lab.utils.progress import LineProgress, stderr_is_terminal
 
 
 def progress_bar(**rich_kwargs) -> ProgressBar:
     """``RichProgressBar(**rich_kwargs)`` on a terminal, else ``LogLinesProgressBar()``."""
-    return RichProgressBar(**rich_kwargs) if sys.stderr.isatty() else LogLinesProgressBar()
+    return RichProgressBar(**rich_kwargs) if stderr_is_terminal() else LogLinesProgressBar()
 
 
 def _metric_text(metrics: dict) -> str:

@@ -28,13 +28,18 @@ def _enabled(description: str | None, total: int) -> bool:
     return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
+def stderr_is_terminal() -> bool:
+    """Whether a live bar can be drawn (else: plain lines, ``LineProgress``)."""
+    return sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def progress_bar(description: str | None, total: int) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n=1)``; draw a bar with count, elapsed and remaining time on stderr."""
     if not _enabled(description, total):
         yield lambda n=1: None
         return
-    if not sys.stderr.isatty():
+    if not stderr_is_terminal():
         reporter = LineProgress(description, total)
         try:
             yield reporter.advance
