@@ -70,7 +70,8 @@ TINY = {
 # hyper-parameter search needs the end-of-run metric it minimises.
 # the README's examples of refused values -> what the one-line error says
 REFUSED = {"sampler.steps=2000": "exceeds the 1000 training timesteps",
-           "backbone.groups=5": "groups=5 must divide every width"}
+           "backbone.groups=5": "groups=5 must divide every width",
+           "schedule=linear,cosinee": "error: schedule=cosinee: In 'train': Could not find"}
 ONLY_IF_PRESENT = {"hydra.sweeper.n_trials": "hparams_search=",
                    "autoencoder.max_steps": "experiment=mnist5k_latent"}
 NOT_IF_PRESENT = {"eval.enabled": "hparams_search="}

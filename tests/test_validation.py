@@ -133,8 +133,16 @@ CLI_CASES = [
     (["module.ema_decay=nan"], 2, "error: module.ema_decay must be a finite number, got nan"),
     (["experiment=mnist"], 2, "error: MNIST: missing train-images-idx3-ubyte.gz"),
     (["ckpt_path=/nonexistent/last.ckpt"], 2, "error: checkpoint not found: /nonexistent/last.ckpt"),
-    (["schedule=foo"], 1, "Could not find 'schedule/foo'"),
-    (["trainer.max_stepz=3"], 1, "Could not override 'trainer.max_stepz'"),
+    # Composition errors, Hydra's own message folded into one line (tasks/overrides.py).
+    (["schedule=foo"], 2,
+     "error: In 'train': Could not find 'schedule/foo'; options: cosine, linear, linear_flow, sigmoid"),
+    (["trainer.max_stepz=3"], 2, ("error: Could not override 'trainer.max_stepz'. To append to your "
+                                 "config use +trainer.max_stepz=3 (Key 'max_stepz' is not in struct)")),
+    # A sweep's bad value is refused before its first job trains (Hydra alone would train
+    # schedule=linear, then fail on cosinee).
+    (["-m", "schedule=linear,cosinee"], 2,
+     "error: schedule=cosinee: In 'train': Could not find 'schedule/cosinee'"),
+    (["schedule=linear,cosine"], 2, "error: schedule=linear,cosine: several values sweep only with -m"),
 ]
 
 
@@ -144,6 +152,7 @@ def test_cli_refuses_before_training(tmp_path, overrides, code, message):
     assert res.returncode == code, res.stderr[-2000:]
     assert message in res.stderr, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("error: "), res.stderr[-2000:]
     # Nothing was trained: no checkpoint anywhere under the output root.
     assert not list(tmp_path.rglob("*.ckpt"))
 

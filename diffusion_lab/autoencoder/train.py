@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from diffusion_lab.autoencoder.lit_module import AutoencoderModule
 from diffusion_lab.autoencoder.reconstructions import reconstruction_report
 from diffusion_lab.lit.final_checkpoint import FinalCheckpoint, final_step
+from diffusion_lab.lit.process_group import DestroyProcessGroupAtExit
 from diffusion_lab.lit.rng import TrainingRNG
 from diffusion_lab.lit.signals import Preempted, Preemption
 from diffusion_lab.loggers.run_record import RunRecordLogger
@@ -73,7 +74,8 @@ def train_autoencoder(cfg: DictConfig) -> dict:
     last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
     logger = build_logger(cfg, wandb_run_id=wandb_run_id)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[TrainingRNG(), FinalCheckpoint(last), preemption, *build_callbacks(cfg)],
+        cfg.trainer, callbacks=[TrainingRNG(), FinalCheckpoint(last), preemption,
+                                DestroyProcessGroupAtExit(), *build_callbacks(cfg)],
         logger=[*([logger] if logger else []), RunRecordLogger(run_dir)],
         default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     start = time.perf_counter()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from diffusion_lab.lit.module import DiffusionModule
 from diffusion_lab.lit.nonfinite import first_nonfinite
 from diffusion_lab.tasks.errors import ConfigError
 from diffusion_lab.tasks.io import CheckpointError
+from diffusion_lab.tasks.overrides import CONF_DIR
 from diffusion_lab.tasks.trusted_targets import check_stored_targets
 
 
@@ -65,8 +65,6 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
     return module
 
 
-#: the Hydra config tree (conf/ beside the package): the one place presets live
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def backbone_preset(name: str, *, image_size: int | None = None, channels: int | None = None,

@@ -1,12 +1,5 @@
-"""Turn expected failures into one readable line on stderr and a distinct exit status.
-
-=====  ===================================================================================
-  2    bad input: config, data, checkpoint (``error: ...``), before anything is trained
-  3    training diverged: too many non-finite steps, or NaN weights refused (``error: ...``)
- 75    pre-empted by SIGTERM/SIGUSR1 after saving a checkpoint (``preempted: ...``); 75 is
-       EX_TEMPFAIL, "try again": requeue the job with ``resume=auto``
-=====  ===================================================================================
-"""
+"""Turn expected failures into one readable line on stderr and a distinct exit status (the
+table in ``tasks/exit_status.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +8,7 @@ import sys
 
 from diffusion_lab.lit.nonfinite import NonFiniteError
 from diffusion_lab.lit.signals import Preempted
+from diffusion_lab.tasks.exit_status import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from diffusion_lab.tasks.io import CheckpointError
 
 
@@ -23,7 +17,6 @@ class ConfigError(ValueError):
 
 # FileNotFoundError covers missing datasets (the data layer's DatasetNotFoundError).
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
-EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_PREEMPTED = 2, 3, 75
 
 
 def _first_line(e: BaseException) -> str:

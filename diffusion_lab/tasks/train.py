@@ -28,6 +28,7 @@ from diffusion_lab.latent.stage import (
 )
 from diffusion_lab.lit.final_checkpoint import STEP_KEY, FinalCheckpoint, final_step
 from diffusion_lab.lit.generate import process_group_size
+from diffusion_lab.lit.process_group import DestroyProcessGroupAtExit
 from diffusion_lab.lit.rng import TrainingRNG
 from diffusion_lab.lit.signals import Preempted, Preemption
 from diffusion_lab.loggers.run_record import RunRecordLogger
@@ -96,7 +97,8 @@ def train(cfg: DictConfig) -> dict:
     last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
     # Order matters at the end of each step and of training: the random stream is stashed, the
     # final checkpoint written and a pending signal acted on before any sampling callback runs.
-    callbacks = [TrainingRNG(), FinalCheckpoint(last), preemption, *build_callbacks(cfg)]
+    callbacks = [TrainingRNG(), FinalCheckpoint(last), preemption, DestroyProcessGroupAtExit(),
+                 *build_callbacks(cfg)]
     logger = build_logger(cfg, wandb_run_id=wandb_run_id)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
