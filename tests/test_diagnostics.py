@@ -4,6 +4,8 @@ that miss modes; plus the two ablation options (zeroed t-embedding, duplicated d
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_validation import write_checkpoint
@@ -219,6 +221,14 @@ def test_evaluate_reports_memorisation_and_cluster_coverage(make_cfg, tmp_path, 
     assert 0.0 <= result["copy_share_pixel"] <= 1.0 and 0.0 < result["clusters_covered"] <= 1.0
     assert (run_dir / "memorization_pairs.png").is_file()
     assert result["time_embedding_status"] == "silent"  # untrained: zero-initialised output layer
+    # per-class accuracy and the confusion matrix, consistent with the overall accuracy
+    confusion = json.loads((run_dir / "eval_confusion_w1.json").read_text())
+    counts = torch.tensor(confusion["counts"])
+    assert counts.shape == (10, 10) and counts.sum(1).tolist() == [1] * 10
+    assert counts.trace().item() / 10 == pytest.approx(result["sample_accuracy"])
+    assert result["worst_class_accuracy"] == min(confusion["per_class_accuracy"])
+    assert confusion["per_class_accuracy"][result["worst_class"]] == result["worst_class_accuracy"]
+    assert (run_dir / "eval_confusion_w1.png").is_file()
     with pytest.raises(ConfigError, match="inspect.clusters must be >= 1, got 0"):
         evaluate_checkpoint(make_cfg(f"ckpt={path}", "inspect.clusters=0", config_name="evaluate",
                                      run_dir=run_dir))

@@ -4,6 +4,7 @@ classifier, caches, and the optional Inception path. CPU only, nothing downloade
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from diffusion_lab.metrics import (
     ClassifierFeatures,
@@ -367,3 +369,33 @@ def test_metrics_package_imports_no_heavy_or_framework_modules():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_confusion_matrix_counts_drawn_class_against_seen_class(tmp_path):
+    """A classifier that reads the class off the image (one-hot pixels): the matrix is exactly
+    the (drawn, seen) pairs; its trace / N is the accuracy; save_confusion finds the worst
+    class and writes the counts and a heatmap."""
+    from diffusion_lab.metrics.classifier import confusion_matrix
+    from diffusion_lab.tasks.evaluate import save_confusion
+
+    k = 4
+    seen = torch.tensor([0, 0, 1, 2, 1, 3, 3, 0, 2, 2])
+    drawn = torch.tensor([0, 0, 1, 1, 1, 3, 2, 1, 2, 2])
+    x = F.one_hot(seen, k).float().view(-1, 1, 1, k)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(k, k, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(k))  # logits = the one-hot pixels
+    c = confusion_matrix(model, x, drawn, k)
+    expected = torch.zeros(k, k, dtype=torch.long)
+    for i, j in zip(drawn.tolist(), seen.tolist()):
+        expected[i, j] += 1
+    assert torch.equal(c, expected)
+    assert c.trace().item() / len(x) == classifier_accuracy(model, x, drawn)
+    out = save_confusion(c, tmp_path, 2.0)
+    # class 1: 2 of 4 samples seen as 1; class 2: 2 of 3; classes 0, 3: all of theirs
+    assert out == {"worst_class": 1, "worst_class_accuracy": 0.5}
+    saved = json.loads((tmp_path / "eval_confusion_w2.json").read_text())
+    assert saved["counts"] == expected.tolist()
+    assert saved["per_class_accuracy"] == [1.0, 0.5, 2 / 3, 1.0]
+    png = np.asarray(Image.open(tmp_path / "eval_confusion_w2.png"))
+    assert png.ndim == 3 and png.shape[0] > 100 and png.std() > 10

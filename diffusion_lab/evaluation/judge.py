@@ -5,7 +5,9 @@
   real training images; the real statistics are computed once per (dataset, resolution,
   classifier weights) and cached (``metrics.cache.reference_stats_key`` with the features'
   ``identity``), so every evaluation of every run on that data shares them;
-* class histogram: how often each class is predicted (mode coverage).
+* class histogram: how often each class is predicted (mode coverage);
+* confusion: which class the samples drawn for each class are seen as (per-class accuracy,
+  and where one class leaks into another).
 
 Numbers are comparable only between evaluations that use the same classifier weights.
 """
@@ -18,7 +20,12 @@ import torch
 from torch import Tensor
 
 from diffusion_lab.metrics.cache import cached_reference_stats, reference_stats_key
-from diffusion_lab.metrics.classifier import class_histogram, classifier_accuracy, data_classifier
+from diffusion_lab.metrics.classifier import (
+    class_histogram,
+    classifier_accuracy,
+    confusion_matrix,
+    data_classifier,
+)
 from diffusion_lab.metrics.features import ClassifierFeatures
 from diffusion_lab.metrics.fid import FeatureStats, fid_from_stats, stats_from_images
 
@@ -84,6 +91,11 @@ class SampleJudge:
 
     def fid(self, x: Tensor) -> float:
         return fid_from_stats(stats_from_images(self.features, x), self.real_stats)
+
+    def confusion(self, x: Tensor, labels: Tensor) -> Tensor:
+        """(classes, classes) counts: row = the class a sample was drawn for, column = the class
+        the classifier sees (``metrics.classifier.confusion_matrix``)."""
+        return confusion_matrix(self.classifier, x, labels, self.num_classes)
 
     def histogram(self, x: Tensor) -> Tensor:
         """Predicted-class counts (num_classes,) int64; sums to ``len(x)``."""

@@ -182,6 +182,17 @@ def classifier_accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return float((predict_proba(model, x).argmax(1) == y.cpu()).double().mean())
 
 
+def confusion_matrix(model: nn.Module, x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """Counts C (num_classes, num_classes) int64: C[i, j] = images of class i (for samples: drawn
+    for class i) that ``model`` assigns to class j. Row sums are the per-class counts,
+    trace / len(x) the top-1 accuracy, C[i, i] / row sum i class i's accuracy."""
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must be shaped ({x.shape[0]},), got {tuple(y.shape)}")
+    predicted = predict_proba(model, x).argmax(1)
+    flat = y.cpu().long() * num_classes + predicted
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
 def class_histogram(model: nn.Module, x: Tensor, num_classes: int) -> Tensor:
     """Counts (num_classes,) int64 of predicted classes; sums to ``len(x)``."""
     return torch.bincount(predict_proba(model, x).argmax(1), minlength=num_classes)

@@ -5,6 +5,9 @@ For a labelled image dataset: samples_per_class samples of every class at the gi
 guidance scale (fixed per-sample seeds), then
   - accuracy: fraction the classifier assigns to the class they were generated for;
   - FID against the real training images in the classifier's feature space;
+  - per class: the accuracy of the samples drawn for it and where the others land (the
+    confusion matrix, ``eval_confusion_w<w>.json`` and ``.png``), so one failing class is
+    not hidden in the mean;
   - the classifier's own accuracy on the real validation split (its reliability).
 Every number is reported beside the sample counts it was computed from.
 """
@@ -40,12 +43,36 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
     if distributed and process_group_size()[0] != 0:
         return {}
     judge = SampleJudge.for_data(datamodule, cfg.paths.cache_dir, cfg.data.name)
-    result = {**judge.reference(), **judge(x, labels, w)}
+    result = {**judge.reference(), **judge(x, labels, w),
+              **save_confusion(judge.confusion(x, labels), run_dir, w)}
     per_class = min(10, cfg.eval.samples_per_class)
     keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(module.num_classes)])
     save_grid(x[keep], run_dir / f"eval_samples_w{w:g}.png", nrow=per_class,
               upscale=max(1, 32 // x.shape[-1]))
     return result
+
+
+def save_confusion(confusion: torch.Tensor, run_dir: Path, guidance_scale: float) -> dict:
+    """Per-class accuracy A_c = C[c, c] / sum_j C[c, j] of the samples drawn for class c: writes
+    ``eval_confusion_w<w>.json`` (the counts, A_c) and ``eval_confusion_w<w>.png`` (each row as
+    fractions: where the samples of each class end up); returns the worst class and its A_c."""
+    from diffusion_lab.tasks.io import atomic_write_json
+    from diffusion_lab.utils.images import save_png
+    from diffusion_lab.utils.plots import heatmap_png
+
+    counts = confusion.double()
+    per_class = (counts.diagonal() / counts.sum(1).clamp(min=1)).tolist()
+    worst = min(range(len(per_class)), key=per_class.__getitem__)
+    w = f"{guidance_scale:g}"
+    atomic_write_json({"guidance_scale": guidance_scale, "rows": "class drawn for",
+                       "columns": "class the classifier sees", "counts": confusion.tolist(),
+                       "per_class_accuracy": per_class}, run_dir / f"eval_confusion_w{w}.json")
+    classes = [str(c) for c in range(len(per_class))]
+    fractions = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    figure = heatmap_png(fractions.numpy(), classes, classes, "class the classifier sees",
+                         "class drawn for", f"samples at w={w}: where each class lands")
+    save_png(figure, run_dir / f"eval_confusion_w{w}.png")
+    return {"worst_class": worst, "worst_class_accuracy": per_class[worst]}
 
 
 def datamodule_from_checkpoint(ckpt: dict):

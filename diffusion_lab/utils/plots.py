@@ -94,6 +94,28 @@ def bar_plot_png(
     return _figure_to_array(fig)
 
 
+def heatmap_png(matrix, row_labels: Sequence[str], col_labels: Sequence[str], xlabel: str,
+                ylabel: str, title: str = "", fmt: str = "{:.2f}") -> np.ndarray:
+    """A matrix as coloured cells (0 white, 1 dark), each cell's value written in it."""
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"matrix {m.shape} for {len(row_labels)} x {len(col_labels)} labels")
+    size = 0.42 * max(m.shape) + 1.8
+    fig, (ax,) = _figure((size + 0.8, size))
+    image = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=max(1.0, float(np.nanmax(m))))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    for (i, j), v in np.ndenumerate(m):
+        if v > 0:
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                    color="white" if v > 0.5 * max(1.0, float(np.nanmax(m))) else "black")
+    ax.set_xticks(range(len(col_labels)), list(col_labels), fontsize=8)
+    ax.set_yticks(range(len(row_labels)), list(row_labels), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    return _figure_to_array(fig)
+
+
 def header_height(labels: Sequence[str]) -> int:
     """Height in pixels of the label band :func:`label_columns` adds (0 without labels)."""
     return 12 if labels else 0
