@@ -229,6 +229,7 @@ def test_evaluate_reports_memorisation_and_cluster_coverage(make_cfg, tmp_path, 
     assert result["worst_class_accuracy"] == min(confusion["per_class_accuracy"])
     assert confusion["per_class_accuracy"][result["worst_class"]] == result["worst_class_accuracy"]
     assert (run_dir / "eval_confusion_w1.png").is_file()
+    assert result["fid_classifier_bootstrap_sd"] > 0  # 10 samples: a noisy FID, and it says so
     with pytest.raises(ConfigError, match="inspect.clusters must be >= 1, got 0"):
         evaluate_checkpoint(make_cfg(f"ckpt={path}", "inspect.clusters=0", config_name="evaluate",
                                      run_dir=run_dir))

@@ -2,9 +2,10 @@
 
 * accuracy: the fraction of samples the classifier assigns to the class they were generated for;
 * FID: Fréchet distance between the classifier's penultimate features of the samples and of the
-  real training images; the real statistics are computed once per (dataset, resolution,
-  classifier weights) and cached (``metrics.cache.reference_stats_key`` with the features'
-  ``identity``), so every evaluation of every run on that data shares them;
+  real training images, with its bootstrap standard deviation over the samples (how much
+  another draw of as many samples would move it); the real statistics are computed once per
+  (dataset, resolution, classifier weights) and cached (``metrics.cache.reference_stats_key``
+  with the features' ``identity``), so every evaluation of every run on that data shares them;
 * class histogram: how often each class is predicted (mode coverage);
 * confusion: which class the samples drawn for each class are seen as (per-class accuracy,
   and where one class leaks into another).
@@ -27,7 +28,13 @@ from diffusion_lab.metrics.classifier import (
     data_classifier,
 )
 from diffusion_lab.metrics.features import ClassifierFeatures
-from diffusion_lab.metrics.fid import FeatureStats, fid_from_stats, stats_from_images
+from diffusion_lab.metrics.fid import (
+    FeatureStats,
+    bootstrap_fid_sd,
+    extract_features,
+    fid_from_stats,
+    stats_from_images,
+)
 
 
 def why_not_judgeable(datamodule, module=None) -> str:
@@ -122,7 +129,9 @@ class SampleJudge:
         """Accuracy and FID of class-conditional samples drawn at ``guidance_scale``, beside
         the sample counts they were computed from."""
         w = guidance_scale
-        acc, fid = self.accuracy(x, labels), self.fid(x)
+        features = extract_features(self.features, x)
+        acc = self.accuracy(x, labels)
+        fid = fid_from_stats(FeatureStats.from_features(features), self.real_stats)
         return {
             "eval_guidance_scale": w,
             "sample_accuracy": acc,
@@ -130,5 +139,7 @@ class SampleJudge:
             "sample_count": len(x),
             "fid_classifier": fid,
             f"fid_classifier_w{w:g}": fid,
+            # how much another draw of as many samples would move it (bootstrap, 100 resamples)
+            "fid_classifier_bootstrap_sd": bootstrap_fid_sd(features, self.real_stats),
             "fid_real_count": self.real_count,
         }

@@ -1,11 +1,11 @@
 """Evaluation metrics (torch + torchmetrics only; no Lightning, no Hydra).
 
 * ``classifier``: the project's small image classifier (train once, cache), accuracy,
-  class histograms.
+  class histograms, confusion matrices.
 * ``features``: feature extractors for FID/KID (classifier features; Inception-v3, lazily,
   from the optional ``[inception]`` extra).
 * ``fid``: ``FeatureStats``, the exact ``frechet_distance`` (source of truth), torchmetrics
-  FID/KID (``FidKid``, ``compute_fid_kid``).
+  FID/KID (``FidKid``, ``compute_fid_kid``), the FID's bootstrap spread (``bootstrap_fid_sd``).
 * ``cache``: reference statistics computed once per (dataset, resolution, extractor).
 """
 
@@ -14,6 +14,7 @@ from diffusion_lab.metrics.classifier import (
     SmallClassifier,
     class_histogram,
     classifier_accuracy,
+    confusion_matrix,
     load_or_train_classifier,
     predict_proba,
     train_classifier,
@@ -27,6 +28,7 @@ from diffusion_lab.metrics.features import (
 from diffusion_lab.metrics.fid import (
     FeatureStats,
     FidKid,
+    bootstrap_fid_sd,
     compute_fid_kid,
     extract_features,
     fid_from_stats,
@@ -40,10 +42,12 @@ __all__ = [
     "FidKid",
     "InceptionFeatures",
     "SmallClassifier",
+    "bootstrap_fid_sd",
     "cached_reference_stats",
     "class_histogram",
     "classifier_accuracy",
     "compute_fid_kid",
+    "confusion_matrix",
     "extract_features",
     "fid_from_stats",
     "frechet_distance",

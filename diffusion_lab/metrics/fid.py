@@ -94,6 +94,23 @@ def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
     return frechet_distance(a.mean, a.cov, b.mean, b.cov)
 
 
+def bootstrap_fid_sd(features: Tensor, reference: FeatureStats, draws: int = 100,
+                     seed: int = 0) -> float:
+    """Standard deviation of the FID over ``draws`` bootstrap resamples of the sample
+    features (n rows drawn with replacement from the n given) against the fixed ``reference``:
+    the bootstrap estimate of how far another draw of n samples from the same model would
+    move this FID (the sampling noise a comparison at n samples has to beat)."""
+    f = features.detach().to("cpu", torch.float64)
+    n = f.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    values = torch.tensor([
+        fid_from_stats(FeatureStats.from_features(f[torch.randint(n, (n,), generator=g)]),
+                       reference)
+        for _ in range(draws)
+    ], dtype=torch.float64)
+    return float(values.std())
+
+
 def _device_of(module: nn.Module) -> torch.device:
     p = next(iter(module.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
