@@ -366,3 +366,42 @@ def test_csv_logger_gets_the_dashboard_scalars(dashboard_run):
                 "memorization/copy_share_pixel", "memorization/copy_share_feature"):
         assert key in header
     assert (run_dir / "media" / "memorization_pairs" / "step0000004.png").is_file()
+
+
+def test_schedule_view_curves_and_sampler_levels(dashboard_run):
+    """log SNR and alpha_bar of the run's cosine schedule against t, beside the presets, and
+    the levels of its sampler (3 steps, log-SNR grid with the cosine-tail skip)."""
+    import math
+
+    from diffusion_lab.schedules import cosine_schedule, linear_schedule
+    from diffusion_lab.tasks.build import build_module
+
+    run_dir, _, cfg = dashboard_run
+    snr = media_json(run_dir, "schedule_log_snr/step0000000.json")
+    bars = media_json(run_dir, "schedule_alpha_bar/step0000000.json")
+    # the run's schedule is the cosine preset: named so and drawn once
+    assert set(snr["series"]) == {"this run (cosine)", "linear", "sigmoid"}
+    assert snr["x"] == list(range(1000))
+    snr["series"]["cosine"], bars["series"]["cosine"] = (
+        d["series"]["this run (cosine)"] for d in (snr, bars))
+    # cosine: ab(t) = f(t/T)/f(0), f(u) = cos^2((u + s)/(1 + s) pi/2), betas clipped at 0.999
+    f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+    for t in (0, 250, 500, 750):
+        ab = f((t + 1) / 1000) / f(0)
+        assert bars["series"]["cosine"][t] == pytest.approx(ab, rel=1e-9)
+        assert snr["series"]["cosine"][t] == pytest.approx(math.log(ab / (1 - ab)), rel=1e-9)
+    lin = linear_schedule()
+    assert bars["series"]["linear"] == pytest.approx(lin.alpha_bars.double().tolist(), rel=1e-12)
+    assert all(a > b for a, b in zip(bars["series"]["cosine"], bars["series"]["cosine"][1:]))
+    assert (run_dir / "media" / "schedule_log_snr" / "step0000000.png").is_file()
+    # the sampler's levels: the run's own grid, with t and log SNR of each level
+    levels = media_json(run_dir, "schedule_sampler_levels_step0000000.json")
+    assert levels["columns"] == ["level", "sigma", "t", "log_snr"]
+    module = build_module(cfg)
+    sigmas = module.sampler.sigmas(cosine_schedule())
+    sigmas = sigmas[sigmas > 0]
+    assert [r[1] for r in levels["rows"]] == pytest.approx(sigmas.tolist(), rel=1e-12)
+    assert len(levels["rows"]) == 3
+    for _, sigma, t, log_snr in levels["rows"]:
+        assert log_snr == pytest.approx(-2 * math.log(sigma))
+        assert 0 <= t <= 999

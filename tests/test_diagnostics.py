@@ -170,10 +170,8 @@ def test_elbow_of_a_bent_curve_and_none_on_a_line():
 
 
 def test_recipe_docs_copy_the_newest_report_and_list_the_rest(tmp_path):
-    import json
-
+    from diffusion_lab.presets import CONF_DIR
     from diffusion_lab.reports.recipe_docs import write_docs
-    from diffusion_lab.tasks.build import CONF_DIR
 
     for stamp, value in (("2026-01-01_00-00-00", "old"), ("2026-02-01_00-00-00", "new")):
         run = tmp_path / "outputs" / "recipe_guidance" / stamp

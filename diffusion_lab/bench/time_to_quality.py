@@ -30,7 +30,8 @@ from omegaconf import OmegaConf
 from diffusion_lab.bench.readme import machine_description
 from diffusion_lab.evaluation.judge import SampleJudge
 from diffusion_lab.evaluation.samples import generate_samples, grid_labels
-from diffusion_lab.tasks.build import CONF_DIR, build_datamodule, build_module
+from diffusion_lab.presets import CONF_DIR
+from diffusion_lab.tasks.build import build_datamodule, build_module
 
 
 class BudgetSnapshots(L.Callback):

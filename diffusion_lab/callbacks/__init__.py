@@ -9,6 +9,7 @@ per-sample seeds).
 * ``ModeCoverage``: predicted-class histogram of unconditional samples.
 * ``Memorization``: near-copies of training images among unconditional samples.
 * ``TimeEmbeddingHealth``: does the output change with t (a dead timestep embedding)?
+* ``ScheduleView``: log SNR and alpha_bar against t beside the presets, the sampler's levels.
 """
 
 from diffusion_lab.callbacks.guidance_sweep import GuidanceSweep
@@ -16,6 +17,7 @@ from diffusion_lab.callbacks.loss_by_timestep import LossByTimestep, TimestepLos
 from diffusion_lab.callbacks.memorization import Memorization
 from diffusion_lab.callbacks.mode_coverage import ModeCoverage
 from diffusion_lab.callbacks.sample_grid import SampleGrid
+from diffusion_lab.callbacks.schedule_view import ScheduleView
 from diffusion_lab.callbacks.xt_strip import XtStrip
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "Memorization",
     "ModeCoverage",
     "SampleGrid",
+    "ScheduleView",
     "TimestepLossAccumulator",
     "XtStrip",
 ]

@@ -152,6 +152,7 @@ def log_line(
     xlabel: str,
     ylabel: str,
     title: str = "",
+    marker: str | None = "o",
 ) -> Path | None:
     """A line chart of ``series`` (name -> ys) over ``xs``: PNG + JSON in the run directory,
     a native W&B line chart (one series: ``wandb.plot.line`` over a (xlabel, ylabel) table;
@@ -163,7 +164,7 @@ def log_line(
         return None
     xs = [float(x) for x in xs]
     series = {name: [float(y) for y in ys] for name, ys in series.items()}
-    image = line_plot_png(xs, series, xlabel, ylabel, title)
+    image = line_plot_png(xs, series, xlabel, ylabel, title, marker=marker)
     path = save_png(image, media_path(trainer, key, step, ".png"))
     _write_json({"x": xs, "series": series, "xlabel": xlabel, "ylabel": ylabel, "title": title},
                 media_path(trainer, key, step, ".json"))

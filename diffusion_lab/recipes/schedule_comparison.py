@@ -3,20 +3,8 @@ side, the loss curves, and FID / classifier accuracy of each with their sample c
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
-
 from diffusion_lab.evaluation import generate_samples, grid_labels
-from diffusion_lab.tasks.build import CONF_DIR
-
-
-def schedule_preset(name: str, num_steps: int):
-    """conf/schedule/<name>.yaml with ``num_steps`` timesteps."""
-    path = CONF_DIR / "schedule" / f"{name}.yaml"
-    if not path.is_file():
-        raise ValueError(f"no schedule preset {name!r} (no {path})")
-    preset = OmegaConf.load(path)
-    preset.num_steps = num_steps
-    return preset
+from diffusion_lab.presets import schedule_preset
 
 
 def run(ctx, schedules: list, grid_per_class: int = 8, seed: int = 0) -> None:

@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from diffusion_lab.lit.compile import CompileOptions
 from diffusion_lab.lit.module import DiffusionModule
 from diffusion_lab.lit.nonfinite import first_nonfinite
+from diffusion_lab.presets import CONF_DIR
 from diffusion_lab.tasks.errors import ConfigError
 from diffusion_lab.tasks.io import CheckpointError
-from diffusion_lab.tasks.overrides import CONF_DIR
 from diffusion_lab.tasks.trusted_targets import check_stored_targets
 
 

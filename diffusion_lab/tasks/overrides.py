@@ -24,10 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from diffusion_lab.presets import CONF_DIR
 from diffusion_lab.tasks.exit_status import EXIT_USER_ERROR
-
-#: the Hydra config tree (conf/ beside the package): the one place presets live
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 _MULTIRUN_FLAGS = ("-m", "--multirun")
 

@@ -51,12 +51,14 @@ def scatter_row_png(
 
 
 def line_plot_png(
-    xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str = ""
+    xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str = "",
+    marker: str | None = "o",
 ) -> np.ndarray:
-    """One or more curves over a shared x axis as an RGB array."""
+    """One or more curves over a shared x axis as an RGB array (``marker=None``: plain lines,
+    for dense curves)."""
     fig, (ax,) = _figure((5, 3.5))
     for label, ys in series.items():
-        ax.plot(xs, ys, marker="o", label=label)
+        ax.plot(xs, ys, marker=marker, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
