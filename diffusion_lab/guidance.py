@@ -19,7 +19,8 @@ from torch import Tensor
 
 from diffusion_lab.types import Denoiser
 
-__all__ = ["check_guidance_scale", "classifier_free", "drop_labels", "guidance_scale_problem"]
+__all__ = ["check_guidance_rescale", "check_guidance_scale", "classifier_free", "drop_labels",
+           "guidance_scale_problem", "rescale_guided"]
 
 
 def guidance_scale_problem(
@@ -52,19 +53,51 @@ def check_guidance_scale(scale: object, **facts) -> float:
     return float(scale)
 
 
+def check_guidance_rescale(phi: object) -> float:
+    """``float(phi)`` for a rescale factor in [0, 1]; ValueError (one line) otherwise."""
+    if isinstance(phi, bool) or not isinstance(phi, Real) or not 0.0 <= float(phi) <= 1.0:
+        raise ValueError(f"guidance.rescale must be a number in [0, 1] (0 = off), got {phi!r}")
+    return float(phi)
+
+
+def rescale_guided(x: Tensor, d_guided: Tensor, d_positive: Tensor, phi: float) -> Tensor:
+    """Guidance rescale (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+    flawed", Sec. 3.4), in eps space as diffusers' ``guidance_rescale`` applies it to
+    eps-prediction models: with eps = (x - D) / sigma per sample,
+
+        eps_r = eps_g * std(eps_pos) / std(eps_g),   eps_out = phi eps_r + (1 - phi) eps_g,
+
+    std over each sample's elements. A large guidance scale inflates std(eps_g) and
+    over-exposes the samples; rescaling brings it back to the positive (conditional)
+    prediction's. The 1/sigma factors cancel in the ratio, so this never divides by sigma:
+    D_out = x - (phi r + 1 - phi)(x - D_g), r = std(x - D_pos) / std(x - D_g) (r = 1 where
+    std(x - D_g) = 0, e.g. at sigma = 0)."""
+    if phi == 0.0:
+        return d_guided
+    dims = tuple(range(1, x.ndim))
+    eps_g, eps_pos = x - d_guided, x - d_positive
+    std_g = eps_g.std(dim=dims, keepdim=True)
+    ratio = torch.where(std_g > 0, eps_pos.std(dim=dims, keepdim=True) / std_g,
+                        torch.ones_like(std_g))
+    return x - (phi * ratio + (1.0 - phi)) * eps_g
+
+
 def _null_labels(cond: Tensor | None, batch: int, null_class: int, device: torch.device) -> Tensor:
     if cond is None:
         return torch.full((batch,), null_class, dtype=torch.long, device=device)
     return torch.full_like(cond, null_class)
 
 
-def classifier_free(denoiser: Denoiser, scale: float, null_class: int) -> Denoiser:
+def classifier_free(denoiser: Denoiser, scale: float, null_class: int,
+                    rescale: float = 0.0) -> Denoiser:
     """Guided denoiser D_g = D_u + w (D_c - D_u), i.e. eps_g = eps_u + w (eps_c - eps_u).
 
     One batched call D(cat[x, x], cat[sigma, sigma], cat[cond, null]) per guided evaluation.
     w = 1 returns ``denoiser`` itself (no unconditional pass); w = 0 evaluates only the null labels.
+    ``rescale`` = phi > 0: :func:`rescale_guided` towards the conditional prediction's std.
     """
     scale = check_guidance_scale(scale)
+    rescale = check_guidance_rescale(rescale)
     if scale == 1.0:
         return denoiser
 
@@ -85,7 +118,7 @@ def classifier_free(denoiser: Denoiser, scale: float, null_class: int) -> Denois
             torch.cat([cond, _null_labels(cond, batch, null_class, x.device)]),
         )
         d_cond, d_uncond = both[:batch], both[batch:]
-        return d_uncond + scale * (d_cond - d_uncond)
+        return rescale_guided(x, d_uncond + scale * (d_cond - d_uncond), d_cond, rescale)
 
     return guided
 

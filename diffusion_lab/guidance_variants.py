@@ -1,5 +1,6 @@
-"""Guidance beyond plain CFG: a noise-level interval (Kynkäänniemi et al. 2024) and
-autoguidance (Karras et al. 2024), as wrappers around sigma-space denoisers.
+"""Guidance beyond plain CFG: a noise-level interval (Kynkäänniemi et al. 2024),
+autoguidance (Karras et al. 2024) and the guidance rescale of either (Lin et al. 2024,
+``guidance.rescale_guided``), as wrappers around sigma-space denoisers.
 
 Interval: D_g = D_u + w (D_c - D_u) only where sigma_lo < sigma <= sigma_hi, the conditional D_c
 elsewhere. Guidance at high noise mostly drags samples towards a few modes, and at low noise it
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from diffusion_lab.guidance import classifier_free
+from diffusion_lab.guidance import check_guidance_rescale, classifier_free, rescale_guided
 from diffusion_lab.types import Denoiser
 
 __all__ = [
@@ -65,32 +66,41 @@ def interval_guidance(
     return within_interval(denoiser, classifier_free(denoiser, scale, null_class), interval)
 
 
-def autoguidance(denoiser: Denoiser, guide: Denoiser, scale: float) -> Denoiser:
-    """D_g = D_guide + w (D - D_guide); w = 1 returns ``denoiser`` (no guide evaluation)."""
+def autoguidance(denoiser: Denoiser, guide: Denoiser, scale: float,
+                 rescale: float = 0.0) -> Denoiser:
+    """D_g = D_guide + w (D - D_guide); w = 1 returns ``denoiser`` (no guide evaluation).
+    ``rescale`` = phi > 0: ``guidance.rescale_guided`` towards the main model's std."""
     scale = float(scale)
     if scale < 0:
         raise ValueError(f"autoguidance scale must be >= 0, got {scale}")
+    rescale = check_guidance_rescale(rescale)
     if scale == 1.0:
         return denoiser
 
     def autoguided(x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         d_weak = guide(x, sigma, cond)
-        return torch.lerp(d_weak, denoiser(x, sigma, cond), scale) if scale != 0 else d_weak
+        if scale == 0:
+            return d_weak
+        d_main = denoiser(x, sigma, cond)
+        return rescale_guided(x, torch.lerp(d_weak, d_main, scale), d_main, rescale)
 
     return autoguided
 
 
-def guidance_rule(interval: Sequence[float] | None = None, guide: Denoiser | None = None):
+def guidance_rule(interval: Sequence[float] | None = None, guide: Denoiser | None = None,
+                  rescale: float = 0.0):
     """``rule(denoiser, scale, null_class) -> guided denoiser``: CFG (or autoguidance by
-    ``guide``), restricted to ``interval`` when one is given."""
+    ``guide``), rescaled by ``rescale`` (phi, 0 = off), restricted to ``interval`` when one is
+    given."""
     if interval is not None:
         check_interval(interval)
+    rescale = check_guidance_rescale(rescale)
 
     def rule(denoiser: Denoiser, scale: float, null_class: int) -> Denoiser:
         if guide is not None:
-            guided = autoguidance(denoiser, guide, scale)
+            guided = autoguidance(denoiser, guide, scale, rescale)
         else:
-            guided = classifier_free(denoiser, scale, null_class)
+            guided = classifier_free(denoiser, scale, null_class, rescale)
         return guided if interval is None else within_interval(denoiser, guided, interval)
 
     return rule

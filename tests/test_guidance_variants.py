@@ -1,11 +1,11 @@
-"""Guidance interval and autoguidance: identities against plain CFG and the conditional model,
-forward-pass counts, and the config wiring."""
+"""Guidance interval, autoguidance and guidance rescale: identities against plain CFG and the
+conditional model, forward-pass counts, and the config wiring."""
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from diffusion_lab.guidance import classifier_free
+from diffusion_lab.guidance import classifier_free, rescale_guided
 from diffusion_lab.guidance_variants import (
     autoguidance,
     guidance_rule,
@@ -92,3 +92,79 @@ def test_no_options_leave_plain_cfg():
     m = Module()
     configure_guidance(m, OmegaConf.create({"scale": 3.0, "interval": None}))
     assert m.guidance_rule is None
+
+
+def _eps(x, d, sigma):
+    return (x - d) / sigma[:, None]
+
+
+class ClassSlope:
+    """D = (0.2 + 0.2 cond) x + cond: the class changes the spread of eps = (x - D) / sigma, so
+    guidance away from the null class (slope 0.8) inflates it."""
+
+    def __call__(self, x, sigma, cond=None):
+        k = cond[:, None].to(x.dtype)
+        return (0.2 + 0.2 * k) * x + k
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.4, 1.0])
+def test_guidance_rescale_formula_in_eps_space(phi):
+    """eps_out = phi eps_g std(eps_c) / std(eps_g) + (1 - phi) eps_g, per sample (Lin et al.
+    2024), computed here in eps space from the two predictions of a batched CFG call."""
+    x, s, c = _inputs(2.0, n=5)
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+    d = ClassSlope()
+    w = 4.0
+    d_c, d_u = d(x, s, c), d(x, s, torch.full_like(c, NULL))
+    eps_c, eps_g = _eps(x, d_c, s), _eps(x, d_u + w * (d_c - d_u), s)
+    ratio = eps_c.std(dim=1, keepdim=True) / eps_g.std(dim=1, keepdim=True)
+    expected = phi * eps_g * ratio + (1 - phi) * eps_g
+    out = classifier_free(d, w, NULL, rescale=phi)(x, s, c)
+    assert torch.allclose(_eps(x, out, s), expected, atol=1e-5)
+    if phi == 1.0:  # the guided eps has exactly the conditional eps's std, sample by sample
+        assert torch.allclose(_eps(x, out, s).std(dim=1), eps_c.std(dim=1), rtol=1e-5)
+        assert not torch.allclose(eps_g.std(dim=1), eps_c.std(dim=1), rtol=1e-2)  # w inflated it
+    if phi == 0.0:
+        assert torch.equal(out, classifier_free(d, w, NULL)(x, s, c))
+
+
+def test_guidance_rescale_is_finite_at_sigma_zero_and_off_at_w1():
+    x = torch.randn(3, 4)
+    same = x.clone()  # D = x: eps = 0 (sigma = 0), std 0: left as guided
+    assert torch.equal(rescale_guided(x, same, x + 1.0, 0.7), same)
+    d = RowCounter()
+    assert classifier_free(d, 1.0, NULL, rescale=0.7) is d  # w = 1: no guidance to rescale
+
+
+def test_autoguidance_rescale_matches_the_main_model_std():
+    x, s, c = _inputs(1.5, n=4)
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(2))
+    main = ClassSlope()
+    weak = lambda x, sigma, cond: 0.5 * main(x, sigma, cond)
+    plain = autoguidance(main, weak, 3.0)(x, s, c)
+    out = autoguidance(main, weak, 3.0, rescale=1.0)(x, s, c)
+    target = _eps(x, main(x, s, c), s).std(dim=1)
+    assert torch.allclose(_eps(x, out, s).std(dim=1), target, rtol=1e-5)
+    assert not torch.allclose(_eps(x, plain, s).std(dim=1), target, rtol=1e-2)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "x", True])
+def test_bad_rescale_is_a_config_error(bad):
+    class Module:
+        guidance_rule = None
+
+    with pytest.raises(ConfigError, match="guidance.rescale must be a number in"):
+        configure_guidance(Module(), OmegaConf.create({"rescale": bad}))
+
+
+def test_rescale_in_the_config_sets_a_rule():
+    class Module:
+        guidance_rule = None
+
+    m = Module()
+    configure_guidance(m, OmegaConf.create({"scale": 3.0, "interval": None, "rescale": 0.7}))
+    x, s, c = _inputs(2.0)
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(3))
+    guided = m.guidance_rule(ClassSlope(), 3.0, NULL)(x, s, c)
+    assert torch.allclose(guided, classifier_free(ClassSlope(), 3.0, NULL, rescale=0.7)(x, s, c))
+    assert not torch.allclose(guided, classifier_free(ClassSlope(), 3.0, NULL)(x, s, c))

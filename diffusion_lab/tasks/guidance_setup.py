@@ -1,20 +1,28 @@
-"""Sampling-time guidance options from the config: ``guidance.interval=[lo, hi]`` and
-``guidance=autoguidance guidance.guide_ckpt=PATH`` (see :mod:`diffusion_lab.guidance_variants`)."""
+"""Sampling-time guidance options from the config: ``guidance.interval=[lo, hi]``,
+``guidance=autoguidance guidance.guide_ckpt=PATH`` and ``guidance.rescale=PHI`` (see
+:mod:`diffusion_lab.guidance_variants`)."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lab.guidance import check_guidance_rescale
 from diffusion_lab.guidance_variants import check_interval, guidance_rule
 from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file
 from diffusion_lab.tasks.validate import ConfigError
 
 
 def configure_guidance(module, guidance: DictConfig, device="cpu") -> None:
-    """Set ``module.guidance_rule`` when the config asks for an interval or a guide model."""
+    """Set ``module.guidance_rule`` when the config asks for an interval, a guide model or a
+    guidance rescale."""
     interval = OmegaConf.select(guidance, "interval", default=None)
     guide_ckpt = OmegaConf.select(guidance, "guide_ckpt", default=None)
-    if interval is None and guide_ckpt is None:
+    rescale = OmegaConf.select(guidance, "rescale", default=None) or 0.0
+    try:
+        rescale = check_guidance_rescale(rescale)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if interval is None and guide_ckpt is None and rescale == 0.0:
         return
     if interval is not None:
         try:
@@ -32,4 +40,4 @@ def configure_guidance(module, guidance: DictConfig, device="cpu") -> None:
                 f"from the one sampled ({module.model_facts()})")
         use_ema = bool(OmegaConf.select(guidance, "guide_use_ema", default=True))
         guide = weak.denoiser(use_ema=use_ema, guidance_scale=1.0)
-    module.guidance_rule = guidance_rule(interval, guide)
+    module.guidance_rule = guidance_rule(interval, guide, rescale)
