@@ -168,3 +168,12 @@ def test_rescale_in_the_config_sets_a_rule():
     guided = m.guidance_rule(ClassSlope(), 3.0, NULL)(x, s, c)
     assert torch.allclose(guided, classifier_free(ClassSlope(), 3.0, NULL, rescale=0.7)(x, s, c))
     assert not torch.allclose(guided, classifier_free(ClassSlope(), 3.0, NULL)(x, s, c))
+
+
+def test_guidance_options_record_what_is_on():
+    from diffusion_lab.tasks.guidance_setup import guidance_options
+
+    assert guidance_options(OmegaConf.create({"scale": 3.0, "interval": None, "rescale": 0.0})) == {}
+    on = OmegaConf.create({"scale": 3.0, "interval": [0.3, 5], "rescale": 0.7, "guide_ckpt": "a.ckpt"})
+    assert guidance_options(on) == {"guidance_interval": [0.3, 5], "guidance_rescale": 0.7,
+                                    "guidance_guide_ckpt": "a.ckpt"}

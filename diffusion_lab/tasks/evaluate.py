@@ -96,7 +96,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         build_sampler,
         module_from_checkpoint,
     )
-    from diffusion_lab.tasks.guidance_setup import configure_guidance
+    from diffusion_lab.tasks.guidance_setup import configure_guidance, guidance_options
     from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
     from diffusion_lab.tasks.schedule_check import check_schedule_agreement
     from diffusion_lab.tasks.validate import (
@@ -137,6 +137,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         "steps": cfg.sampler.steps,
         "nfe_per_sample": module.sampler.nfe,
         "guidance_scale": cfg.guidance.scale,
+        **guidance_options(cfg.guidance),
         **evaluate_module(module, datamodule, eval_cfg, run_dir),
     }
     if cfg.get("inspect"):  # memorisation and feature-cluster coverage

@@ -41,3 +41,14 @@ def configure_guidance(module, guidance: DictConfig, device="cpu") -> None:
         use_ema = bool(OmegaConf.select(guidance, "guide_use_ema", default=True))
         guide = weak.denoiser(use_ema=use_ema, guidance_scale=1.0)
     module.guidance_rule = guidance_rule(interval, guide, rescale)
+
+
+def guidance_options(guidance: DictConfig) -> dict:
+    """The sampling-time guidance options that are on, for the run's record (sample_info.json,
+    metrics.json): ``guidance_interval``, ``guidance_rescale``, ``guidance_guide_ckpt``."""
+    out = {}
+    for key in ("interval", "rescale", "guide_ckpt"):
+        value = OmegaConf.select(guidance, key, default=None)
+        if value not in (None, 0, 0.0):
+            out[f"guidance_{key}"] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return out

@@ -16,7 +16,7 @@ from diffusion_lab.tasks.build import (
     build_sampler,
     module_from_checkpoint,
 )
-from diffusion_lab.tasks.guidance_setup import configure_guidance
+from diffusion_lab.tasks.guidance_setup import configure_guidance, guidance_options
 from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
 from diffusion_lab.tasks.schedule_check import check_schedule_agreement
 from diffusion_lab.tasks.validate import validate_sample_config, validate_sampling
@@ -74,6 +74,7 @@ def sample(cfg: DictConfig) -> dict:
         "sampler": sampler_name(sampler),
         "spacing": type(sampler.spacing).__name__,
         "guidance_scale": cfg.guidance.scale,
+        **guidance_options(cfg.guidance),
         "seconds": round(seconds, 2),
         "samples": str(run_dir / "samples.npz"),
         "grid": str(run_dir / "samples.png"),
