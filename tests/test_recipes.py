@@ -83,7 +83,17 @@ def _guidance(numbers, out_dir):
     assert {f"fid_w{w}" for w in (1, 3, 5, 7, 10)} <= set(numbers)
 
 
-CHECKS = {"recipe_dead_time_embedding": _dead_flagged, "recipe_guidance": _guidance}
+def _ddim(numbers, out_dir):
+    # both references measured for every sampler; each reference is at distance 0 from itself
+    assert numbers["ddim_1000/distance_to_ddim_1000"] == 0.0
+    assert numbers["ddpm_1000/distance_to_ddpm_1000"] == 0.0
+    for name in ("ddim_20", "ddim_50", "default"):
+        assert numbers[f"{name}/distance_to_ddim_1000"] > 0.0
+        assert numbers[f"{name}/distance_to_ddpm_1000"] > 0.0
+
+
+CHECKS = {"recipe_dead_time_embedding": _dead_flagged, "recipe_guidance": _guidance,
+          "recipe_ddim_vs_ddpm": _ddim}
 
 
 def test_training_key_ignores_paths_and_names_but_not_training(make_cfg, tmp_path):
