@@ -49,6 +49,7 @@ BAD_CONFIGS = [
     (["data.module.val_fraction=1.0"], "data.module: val_fraction must lie in [0, 1), got 1.0"),
     (["data.module.val_fraction=nan"], "data.module.val_fraction must be a finite number, got nan"),
     (["data.module.num_workers=-1"], "data.module: num_workers must be >= 0, got -1"),
+    (["data.module.dedup=-0.1"], "data.module: dedup must be null or a finite RMS distance >= 0, got -0.1"),
     (["schedule.num_steps=1"], "schedule: num_steps must be an integer >= 2, got 1"),
     (["module.optimizer.lr=0"], "module.optimizer.lr must be > 0, got 0"),
     (["module.optimizer.lr=-1e-3"], "module.optimizer: Invalid learning rate: -0.001"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -119,6 +120,9 @@ class DiffusionDataModule(LightningDataModule):
         seed: fixes the train/val split (identical in every run with the same seed and data)
             and the training order of every epoch.
         drop_last: drop the last incomplete training batch.
+        dedup: None, or drop duplicates and near-duplicates (RMS pixel distance <= dedup; 0:
+            exact copies only) before the split (``data.dedup``), so no copy of a training
+            image sits in the validation split either.
     """
 
     def __init__(
@@ -129,6 +133,7 @@ class DiffusionDataModule(LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         drop_last: bool = True,
+        dedup: float | None = None,
     ) -> None:
         super().__init__()
         if not (isinstance(dataset, ArrayDataset) or callable(dataset)):
@@ -141,12 +146,16 @@ class DiffusionDataModule(LightningDataModule):
             raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if dedup is not None and (isinstance(dedup, bool) or not isinstance(dedup, (int, float))
+                                  or not math.isfinite(dedup) or dedup < 0):
+            raise ValueError(f"dedup must be null or a finite RMS distance >= 0, got {dedup!r}")
         self._source = dataset
         self.batch_size = int(batch_size)
         self.val_fraction = float(val_fraction)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
+        self.dedup = dedup
         self._full: ArrayDataset | None = None
         self._train: ArrayDataset | None = None
         self._val: ArrayDataset | None = None
@@ -160,6 +169,10 @@ class DiffusionDataModule(LightningDataModule):
             if not isinstance(data, ArrayDataset):
                 raise TypeError(f"dataset callable returned {type(data).__name__}, "
                                  "expected an ArrayDataset")
+            if self.dedup is not None:
+                from diffusion_lab.data.dedup import deduplicated
+
+                data = deduplicated(data, self.dedup)
             self._full = data
         return self._full
 
