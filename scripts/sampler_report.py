@@ -20,6 +20,13 @@ spread over seeds). --rescore TABLE.json skips the search: it re-scores the fina
 table (e.g. docs/samplers/checkpoint_case_digits.json) at --score-seeds, beside the default
 sampler with and without the cosine-tail skip, and with each fitted grid scored at the budgets
 that pay for it.
+
+--merge A.json B.json joins tables that scored the same rows at different seeds (e.g. a
+--rescore at --score-seeds 2 3 4 of a table scored at 0 1) into one over all their seeds, and
+prints each budget's best of both libraries compared seed by seed (the seeds share x_T):
+
+    python scripts/sampler_report.py --merge docs/samplers/checkpoint_case_mnist5k.json \
+        docs/samplers/checkpoint_case_mnist5k_seeds234.json --json merged.json
 """
 
 from __future__ import annotations
@@ -163,6 +170,38 @@ def checkpoint_report(args) -> dict:
     return table
 
 
+def merge_report(parser, paths: list[Path], out: Path | None) -> None:
+    """--merge: the tables at ``paths`` joined over their seeds, printed and saved to ``out``."""
+    from diffusion_lab.bench.checkpoint_case import format_checkpoint_winners
+    from diffusion_lab.bench.seed_merge import format_paired, merge_seeds, paired_differences
+
+    tables = []
+    for path in paths:
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            parser.error(f"--merge {path}: cannot read it ({e})")
+        if not isinstance(table, dict) or not {"rows", "budgets", "score_samples"} <= table.keys():
+            parser.error(f"--merge {path}: not a table of sampler_report.py --ckpt")
+        if table.get("partial"):
+            parser.error(f"--merge {path}: a partial table (its run did not finish)")
+        tables.append(table)
+    try:
+        merged = merge_seeds(tables)
+    except ValueError as e:
+        parser.error(f"--merge: {e}")
+    merged["merged_from"] = [str(p) for p in paths]
+    merged["paired"] = paired_differences(merged)
+    print(format_checkpoint_winners(merged))
+    print(format_paired(merged["paired"]))
+    for row in merged["dropped"]:
+        print(f"not in every table, left out: {row}")
+    if out is not None:
+        from diffusion_lab.tasks.io import atomic_write_json
+
+        atomic_write_json(merged, out)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -203,7 +242,14 @@ def main(argv: list[str] | None = None) -> None:
                        help="grids files of scripts/optimize_grid.py (one solver each; default: "
                             "the one beside the checkpoint, if any)")
     case3.add_argument("--cache-dir", type=Path, default=Path(".cache"))
+    case3.add_argument("--merge", type=Path, nargs="+", default=None,
+                       help="tables of --ckpt scored at different seeds: join them (no scoring)")
     args = parser.parse_args(argv)
+    if args.merge is not None:
+        if args.ckpt is not None or args.rescore is not None:
+            parser.error("--merge joins saved tables; it takes no --ckpt or --rescore")
+        merge_report(parser, args.merge, args.json)
+        return
     if args.rescore is not None and args.ckpt is None:
         parser.error("--rescore needs --ckpt (the checkpoint the table was made on)")
     if args.fitted_only and args.rescore is None:

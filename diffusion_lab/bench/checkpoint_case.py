@@ -167,7 +167,7 @@ def score_configuration(case: CheckpointCase, judge, library: str, method: str, 
             "accuracies": accuracies, "seeds": list(seeds)}
 
 
-def _winners(rows: list[dict], budgets) -> list[dict]:
+def winners_of(rows: list[dict], budgets) -> list[dict]:
     """Per budget, each library's row of lowest (mean) FID and the ratio ours / theirs (None
     when a library has no row at that budget)."""
     winners = []
@@ -204,7 +204,7 @@ def checkpoint_comparison(case: CheckpointCase, judge, budgets=(5, 10, 20), *, o
     def assemble() -> dict:
         return {"budgets": list(budgets), "score_samples": score_samples, "seed": case.seed,
                 "score_seeds": seeds, "search_samples": len(case.z), "rows": rows,
-                "winners": _winners(rows, budgets)}
+                "winners": winners_of(rows, budgets)}
 
     for budget in budgets:
         for lib, results in found.items():
@@ -264,7 +264,7 @@ def rescore(case: CheckpointCase, judge, table: dict, seeds: Sequence[int], *,
         return {**{k: v for k, v in table.items() if k not in ("rows", "winners", "partial")},
                 "score_samples": count, "score_seeds": seeds, "rows": rows, "references": refs,
                 "fitted": {method: sorted(grids) for method, grids in case.fitted.items()},
-                "refused": refused, "winners": _winners(rows, table["budgets"])}
+                "refused": refused, "winners": winners_of(rows, table["budgets"])}
 
     def done_row() -> None:
         if on_row is not None:
