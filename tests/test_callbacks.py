@@ -30,8 +30,8 @@ from diffusion_lab.callbacks import (
     TimestepLossAccumulator,
     XtStrip,
 )
-from diffusion_lab.callbacks.mode_coverage import coverage_stats
 from diffusion_lab.metrics import load_or_train_classifier
+from diffusion_lab.metrics.class_scores import coverage_stats
 from diffusion_lab.noise import initial_noise
 from diffusion_lab.tasks.build import build_datamodule, build_module
 from diffusion_lab.tasks.train import train

@@ -25,34 +25,16 @@ global rank 0 only.
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
-from torch import Tensor
 
 from diffusion_lab.callbacks.unconditional_samples import UnconditionalSampleMetric
 from diffusion_lab.evaluation import SampleJudge
 from diffusion_lab.evaluation.inspection import feature_coverage
 from diffusion_lab.loggers.media import log_bar, log_scalars, log_table
+from diffusion_lab.metrics.class_scores import coverage_stats
 
 log = logging.getLogger(__name__)
-
-
-def coverage_stats(counts: Tensor, data_fractions: Tensor, min_fraction: float = 0.25) -> dict:
-    """Summary numbers of a class histogram (see the module docstring)."""
-    counts = counts.double()
-    total = float(counts.sum())
-    k = counts.numel()
-    p = counts / total
-    entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
-    expected = data_fractions.double() * total
-    covered = (counts >= min_fraction * expected) & (counts > 0)
-    return {
-        "entropy": entropy / math.log(k) if k > 1 else 1.0,
-        "classes_covered": float(covered.double().mean()),
-        "min_max_ratio": float(counts.min() / counts.max()) if counts.max() > 0 else 0.0,
-        "num_samples": int(total),
-    }
 
 
 class ModeCoverage(UnconditionalSampleMetric):

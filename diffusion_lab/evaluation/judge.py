@@ -7,6 +7,9 @@
   (dataset, resolution, classifier weights) and cached (``metrics.cache.reference_stats_key``
   with the features' ``identity``), so every evaluation of every run on that data shares them;
 * class histogram: how often each class is predicted (mode coverage);
+* unconditional samples (:meth:`SampleJudge.unconditional`): FID, the classifier's Inception
+  Score and the class histogram against the data's class proportions
+  (``metrics.class_scores``);
 * confusion: which class the samples drawn for each class are seen as (per-class accuracy,
   and where one class leaks into another).
 
@@ -21,11 +24,13 @@ import torch
 from torch import Tensor
 
 from diffusion_lab.metrics.cache import cached_reference_stats, reference_stats_key
+from diffusion_lab.metrics.class_scores import classifier_score, coverage_stats
 from diffusion_lab.metrics.classifier import (
     class_histogram,
     classifier_accuracy,
     confusion_matrix,
     data_classifier,
+    predict_proba,
 )
 from diffusion_lab.metrics.features import ClassifierFeatures
 from diffusion_lab.metrics.fid import (
@@ -59,8 +64,9 @@ class SampleJudge:
     :meth:`fid`, so a judge used only for accuracy or histograms never computes them."""
 
     def __init__(self, classifier, real_x: Tensor, *, cache_dir: str | os.PathLike,
-                 dataset_name: str, num_classes: int, val=None):
+                 dataset_name: str, num_classes: int, val=None, real_y: Tensor | None = None):
         self.classifier = classifier
+        self.real_y = real_y
         self.features = ClassifierFeatures(classifier)
         self.real_x = real_x
         self.real_count = len(real_x)
@@ -81,7 +87,8 @@ class SampleJudge:
             raise ValueError(f"cannot judge samples: {reason}")
         return cls(data_classifier(datamodule, cache_dir, dataset_name),
                    datamodule.train_set.x, cache_dir=cache_dir, dataset_name=dataset_name,
-                   num_classes=datamodule.num_classes, val=datamodule.val_set)
+                   num_classes=datamodule.num_classes, val=datamodule.val_set,
+                   real_y=datamodule.train_set.y)
 
     @property
     def real_stats(self) -> FeatureStats:
@@ -122,6 +129,8 @@ class SampleJudge:
             "classifier_val_count": len(self.val),
             "fid_classifier_val_vs_train": self.fid(self.val.x),
             "fid_val_count": len(self.val),
+            # the Inception Score (classifier's) that real held-out images get: its scale
+            "classifier_score_val": classifier_score(predict_proba(self.classifier, self.val.x)),
         }
 
     @torch.no_grad()
@@ -142,4 +151,31 @@ class SampleJudge:
             # how much another draw of as many samples would move it (bootstrap, 100 resamples)
             "fid_classifier_bootstrap_sd": bootstrap_fid_sd(features, self.real_stats),
             "fid_real_count": self.real_count,
+        }
+
+    @torch.no_grad()
+    def unconditional(self, x: Tensor, min_fraction: float = 0.25) -> dict:
+        """FID (with its bootstrap spread), the classifier's Inception Score and the predicted-class
+        histogram of samples drawn without a class, beside the sample counts; ``class_counts``
+        against ``data_class_fractions`` (the training split's class proportions)."""
+        features = extract_features(self.features, x)
+        probs = predict_proba(self.classifier, x)
+        counts = torch.bincount(probs.argmax(1), minlength=self.num_classes)
+        if self.real_y is not None:
+            fractions = torch.bincount(self.real_y.cpu(), minlength=self.num_classes).double()
+            fractions /= fractions.sum()
+        else:  # no labels kept: proportions taken as equal
+            fractions = torch.full((self.num_classes,), 1.0 / self.num_classes, dtype=torch.double)
+        coverage = coverage_stats(counts, fractions, min_fraction)
+        return {
+            "sample_count": len(x),
+            "fid_classifier": fid_from_stats(FeatureStats.from_features(features), self.real_stats),
+            "fid_classifier_bootstrap_sd": bootstrap_fid_sd(features, self.real_stats),
+            "fid_real_count": self.real_count,
+            "classifier_score": classifier_score(probs),
+            "class_entropy": coverage["entropy"],
+            "classes_covered": coverage["classes_covered"],
+            "class_min_max_ratio": coverage["min_max_ratio"],
+            "class_counts": counts.tolist(),
+            "data_class_fractions": fractions.tolist(),
         }

@@ -1,14 +1,23 @@
-"""Class-conditional sample quality at the end of a run or of a checkpoint, judged by the
-classifier of the real data (``diffusion_lab.evaluation``).
+"""Sample quality at the end of a run or of a checkpoint, judged by the classifier of the real
+data (``diffusion_lab.evaluation``).
 
-For a labelled image dataset: samples_per_class samples of every class at the given
-guidance scale (fixed per-sample seeds), then
+For a labelled image dataset and a class-conditional model: samples_per_class samples of every
+class at the given guidance scale (fixed per-sample seeds), then
   - accuracy: fraction the classifier assigns to the class they were generated for;
   - FID against the real training images in the classifier's feature space;
   - per class: the accuracy of the samples drawn for it and where the others land (the
     confusion matrix, ``eval_confusion_w<w>.json`` and ``.png``), so one failing class is
     not hidden in the mean;
   - the classifier's own accuracy on the real validation split (its reliability).
+For an unconditional model (``module.num_classes=0``, e.g. DDPM's CIFAR-10 model) on such
+data: as many samples, drawn without a class (sample i from the noise of (seed, i)), then
+  - FID against the real training images in the classifier's feature space, with its
+    bootstrap spread;
+  - the classifier's Inception Score exp(E KL(p(y|x) || p(y))) (``metrics.class_scores``;
+    real held-out images give its scale, ``classifier_score_val``);
+  - the predicted-class histogram against the data's class proportions (entropy, classes
+    covered, rarest/commonest), ``eval_class_histogram.json`` and ``.png``: a missing digit
+    is a dropped mode.
 Every number is reported beside the sample counts it was computed from.
 """
 
@@ -29,13 +38,16 @@ log = logging.getLogger(__name__)
 
 def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
                     distributed: bool = False) -> dict:
-    """Accuracy and FID of class-conditional samples; {} for unlabelled or non-image data.
+    """Accuracy and FID of class-conditional samples, or FID, Inception Score and class
+    coverage of an unconditional model's; {} for unlabelled or non-image data.
 
     With ``distributed`` every rank of the process group calls it and generates its share of
     the samples (the same set as one process would); rank 0 scores them, the others get {}.
     """
-    if why_not_judgeable(datamodule, module):
+    if why_not_judgeable(datamodule):
         return {}
+    if module.num_classes == 0:
+        return evaluate_unconditional(module, datamodule, cfg, run_dir, distributed)
     labels = grid_labels(module.num_classes, cfg.eval.samples_per_class)
     w = cfg.eval.guidance_scale
     x = generate_samples(module, labels, len(labels), seed=cfg.eval.seed, guidance_scale=w,
@@ -49,6 +61,40 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
     keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(module.num_classes)])
     save_grid(x[keep], run_dir / f"eval_samples_w{w:g}.png", nrow=per_class,
               upscale=max(1, 32 // x.shape[-1]))
+    return result
+
+
+def evaluate_unconditional(module, datamodule, cfg: DictConfig, run_dir: Path,
+                           distributed: bool = False) -> dict:
+    """An unconditional model's samples (as many as a class-conditional evaluation draws:
+    ``samples_per_class`` x the data's classes) scored by :meth:`SampleJudge.unconditional`; the
+    grid ``eval_samples_uncond.png`` and the class histogram beside them."""
+    from diffusion_lab.tasks.io import atomic_write_json
+    from diffusion_lab.utils.images import save_png
+    from diffusion_lab.utils.plots import bar_plot_png
+
+    pixel_data = getattr(datamodule, "pixel_data", datamodule)
+    count = cfg.eval.samples_per_class * pixel_data.num_classes
+    x = generate_samples(module, None, count, seed=cfg.eval.seed, guidance_scale=None,
+                         distributed=distributed, progress="evaluation samples (unconditional)")
+    if distributed and process_group_size()[0] != 0:
+        return {}
+    judge = SampleJudge.for_data(datamodule, cfg.paths.cache_dir, cfg.data.name)
+    result = {**judge.reference(), **judge.unconditional(x)}
+    fractions = result.pop("data_class_fractions")
+    names = pixel_data.class_names or [str(c) for c in range(pixel_data.num_classes)]
+    atomic_write_json({"classes": names, "counts": result["class_counts"],
+                       "data_fractions": fractions, "num_samples": len(x)},
+                      run_dir / "eval_class_histogram.json")
+    expected = [f * len(x) for f in fractions]
+    figure = bar_plot_png(names, result["class_counts"], "class the classifier sees", "samples",
+                           f"{len(x)} unconditional samples: IS {result['classifier_score']:.2f}"
+                           f", FID {result['fid_classifier']:.3g}",
+                           expected, "data proportions")
+    save_png(figure, run_dir / "eval_class_histogram.png")
+    nrow = min(10, cfg.eval.samples_per_class)
+    save_grid(x[: nrow * min(10, pixel_data.num_classes)], run_dir / "eval_samples_uncond.png",
+              nrow=nrow, upscale=max(1, 32 // x.shape[-1]))
     return result
 
 

@@ -79,13 +79,21 @@ def sample(cfg: DictConfig) -> dict:
         "samples": str(run_dir / "samples.npz"),
         "grid": str(run_dir / "samples.png"),
     }
-    if cfg.get("metrics") and labels is not None and x.dim() == 4:
+    if cfg.get("metrics") and x.dim() == 4:
+        from diffusion_lab.evaluation import why_not_judgeable
         from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 
         data_name = ckpt["diffusion_lab_config"]["data"]["name"]
-        judge = SampleJudge.for_data(datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir,
-                                     data_name)
-        info.update(judge(x, labels, cfg.guidance.scale))
+        datamodule = datamodule_from_checkpoint(ckpt)
+        if labels is not None:
+            judge = SampleJudge.for_data(datamodule, cfg.paths.cache_dir, data_name)
+            info.update(judge(x, labels, cfg.guidance.scale))
+        elif not why_not_judgeable(getattr(datamodule, "pixel_data", datamodule)):
+            # an unconditional model's samples: FID, Inception Score, class coverage
+            judge = SampleJudge.for_data(datamodule, cfg.paths.cache_dir, data_name)
+            scores = judge.unconditional(x)
+            scores.pop("data_class_fractions")
+            info.update(scores)
     atomic_write_json(info, run_dir / "sample_info.json")
     print(f"wrote {len(x)} samples to {run_dir} ({info['nfe_per_sample']} NFE each, {seconds:.1f}s)")
     return info
