@@ -46,6 +46,7 @@ def test_what_composes_passes(args):
     ("train", ["trainer.max_steps=[1"], "no viable alternative at input '[1'"),
     ("sample", ["sampler=nope"], "Could not find 'sampler/nope'"),
     ("evaluate", ["guidance.scalez=2"], "Could not override 'guidance.scalez'"),
+    ("interpolate", ["sampler=nope"], "Could not find 'sampler/nope'"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_what_does_not_compose_is_named_in_one_line(config, args, message):
     error = override_error(config, args)

@@ -63,6 +63,7 @@ TINY = {
                   "data.module.batch_size=8", "module.warmup_steps=0", "backbone.base_channels=8",
                   "backbone.groups=4", "recipe.run.strip_samples=2", "recipe.run.strip_columns=3"],
     "few_step_report.py": ["--samples-per-class", "2"],
+    "interpolate.py": ["pairs=2", "frames=3", "sampler.steps=3"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }

@@ -61,3 +61,19 @@ def test_one_step_grid_starts_from_noise(spacing, make):
     assert w2 < 1.05 * math.sqrt(float((oracle.std**2).sum()))
     from_t0 = torch.tensor([schedule.sigma_min, 0.0], dtype=torch.float64)  # the old grid
     assert w2 < oracle.w2(*affine_output_law(euler, oracle, from_t0, oracle.dim))
+
+
+def test_sample_py_with_sampler_ddpm_runs_from_a_checkpoint(make_cfg, tmp_path):
+    """The README's `sample.py ckpt=... sampler=ddpm`, no sampler.steps given: the config check
+    before the checkpoint opens must not resolve ${schedule.num_steps}; the run then takes all
+    T = 30 steps of the checkpoint's schedule."""
+    from test_validation import write_checkpoint
+
+    from diffusion_lab.tasks.sample import sample
+
+    path = write_checkpoint(make_cfg, tmp_path / "model.ckpt", "schedule.num_steps=30")
+    run_dir = tmp_path / "sample"
+    run_dir.mkdir()
+    info = sample(make_cfg(f"ckpt={path}", "sampler=ddpm", "samples_per_class=1", "metrics=false",
+                           config_name="sample", run_dir=run_dir))
+    assert info["steps"] == 30 and info["nfe_per_sample"] == 30 and info["num_samples"] == 10

@@ -20,6 +20,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from diffusion_lab.tasks.errors import ConfigError
 
@@ -54,8 +55,13 @@ def _nonfinite_numbers(node, where: str = ""):
 
 
 def check_finite(cfg: DictConfig, skip: tuple[str, ...] = ("hydra",)) -> None:
-    """No NaN or inf anywhere in the config (they pass every ``<``/``>`` range check)."""
-    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    """No NaN or inf anywhere in the config (they pass every ``<``/``>`` range check). A value
+    that interpolates a key the config lacks yet (sampler=ddpm's ``${schedule.num_steps}``
+    before the checkpoint's schedule is adopted) is checked as written."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except InterpolationResolutionError:
+        plain = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
     for key, value in _nonfinite_numbers({k: v for k, v in plain.items() if k not in skip}):
         raise ConfigError(f"{key} must be a finite number, got {value}")
 
