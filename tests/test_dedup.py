@@ -84,3 +84,18 @@ def test_the_datamodule_option_dedups_before_the_split(make_cfg):
         return sum(tuple(r) in train for r in dm.val_set.x.flatten(1).tolist())
 
     assert leaks(plain) > 0 and leaks(deduped) == 0
+
+
+def test_duplicates_of_unlabelled_points_keep_their_values_and_no_labels():
+    """with_duplicates on 2-D points (no value range, no labels): the copies are appended as
+    they are, and the result stays unlabelled."""
+    from diffusion_lab.data.arrays import ArrayDataset
+    from diffusion_lab.data.duplicates import duplicated_indices, with_duplicates
+
+    g = torch.Generator().manual_seed(0)
+    points = ArrayDataset(3 * torch.randn(10, 2, generator=g), None, num_classes=0,
+                          value_range=None)
+    out = with_duplicates(points, count=2, times=3)
+    assert len(out) == 16 and out.num_classes == 0
+    chosen = duplicated_indices(10, 2)
+    assert torch.equal(out.x[10:], points.x[chosen.repeat(3)])

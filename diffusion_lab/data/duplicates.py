@@ -39,4 +39,5 @@ def with_duplicates(source: Callable[[], ArrayDataset] | ArrayDataset, count: in
     extra = idx.repeat(int(times))
     return ArrayDataset(torch.cat([data.x, data.x[extra]]), torch.cat([data.y, data.y[extra]]),
                         num_classes=data.num_classes, class_names=data.class_names,
-                        name=f"{data.name}+{count}x{times} duplicates")
+                        name=f"{data.name}+{count}x{times} duplicates",
+                        value_range=None)  # copies of checked values (2-D points have no range)
