@@ -246,6 +246,23 @@ def test_fid_and_kid_separate_real_from_corrupted(digits, trained, corrupted):
     assert again == pytest.approx(bad["noise"], rel=1e-12)
 
 
+def test_kid_of_extracted_features_is_the_kid_of_the_images(digits, trained, corrupted):
+    """kid_from_features on features extracted once gives torchmetrics' KID of the images (same
+    subsets, same seed); near 0 for two halves of the real data, far above for noise."""
+    from diffusion_lab.metrics.fid import kid_from_features
+
+    feats = ClassifierFeatures(trained[0])
+    real, fake = extract_features(feats, digits["real_a"]), extract_features(feats, corrupted["noise"])
+    by_images = compute_fid_kid(feats, digits["real_a"], corrupted["noise"], kid_subset_size=300,
+                                kid_subsets=5)
+    by_features = kid_from_features(real, fake, subset_size=300, subsets=5)
+    assert by_features["kid"] == pytest.approx(by_images["kid_mean"], rel=1e-9)
+    assert by_features["kid_std"] == pytest.approx(by_images["kid_std"], rel=1e-9)
+    same = kid_from_features(real, extract_features(feats, digits["real_b"]), subset_size=300,
+                             subsets=5)
+    assert abs(same["kid"]) < 0.05 * by_features["kid"]
+
+
 def test_kid_subset_size_capped_to_available_samples(digits, trained):
     feats = ClassifierFeatures(trained[0])
     res = compute_fid_kid(feats, digits["real_a"][:60], digits["real_b"][:40],

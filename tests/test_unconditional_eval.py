@@ -51,6 +51,9 @@ def test_real_images_of_every_class_score_high_and_one_class_scores_as_a_dropped
     assert collapsed["class_counts"][3] >= 145 and collapsed["class_entropy"] < 0.1
     assert collapsed["classifier_score"] < 1.2
     assert collapsed["fid_classifier"] > 10 * everything["fid_classifier"]
+    # KID: unbiased, ~0 for held-out real images, far above for one class
+    assert abs(everything["kid_classifier"]) < 0.05 * collapsed["kid_classifier"]
+    assert everything["kid_subset_size"] == len(dm.val_set)  # capped at the smaller side
     fractions = torch.tensor(collapsed["data_class_fractions"], dtype=torch.double)
     expected = torch.bincount(dm.train_set.y, minlength=10).double()
     assert torch.allclose(fractions, expected / expected.sum())

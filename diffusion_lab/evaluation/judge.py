@@ -6,6 +6,8 @@
   another draw of as many samples would move it); the real statistics are computed once per
   (dataset, resolution, classifier weights) and cached (``metrics.cache.reference_stats_key``
   with the features' ``identity``), so every evaluation of every run on that data shares them;
+* KID in the same features (``metrics.fid.kid_from_features``): unbiased in the sample count,
+  so evaluations of a few hundred samples compare fairly where FID's bias would not;
 * class histogram: how often each class is predicted (mode coverage);
 * unconditional samples (:meth:`SampleJudge.unconditional`): FID, the classifier's Inception
   Score and the class histogram against the data's class proportions
@@ -38,6 +40,7 @@ from diffusion_lab.metrics.fid import (
     bootstrap_fid_sd,
     extract_features,
     fid_from_stats,
+    kid_from_features,
     stats_from_images,
 )
 
@@ -75,6 +78,7 @@ class SampleJudge:
         self.key = reference_stats_key(dataset_name, real_x.shape[-1], self.features.identity)
         self.val = val
         self._real: FeatureStats | None = None
+        self._real_features: Tensor | None = None
 
     @classmethod
     def for_data(cls, datamodule, cache_dir: str | os.PathLike, dataset_name: str) -> SampleJudge:
@@ -99,6 +103,15 @@ class SampleJudge:
                 lambda: stats_from_images(self.features, self.real_x,
                                           progress="reference statistics"))
         return self._real
+
+    def kid(self, features: Tensor) -> dict:
+        """KID of sample features against the real training images' (extracted once per judge),
+        100 subsets of up to 1,000 on each side (seed 0)."""
+        if self._real_features is None:
+            self._real_features = extract_features(self.features, self.real_x)
+        kid = kid_from_features(self._real_features, features)
+        return {"kid_classifier": kid["kid"], "kid_classifier_std": kid["kid_std"],
+                "kid_subset_size": kid["kid_subset_size"]}
 
     def accuracy(self, x: Tensor, labels: Tensor) -> float:
         return classifier_accuracy(self.classifier, x, labels)
@@ -151,6 +164,7 @@ class SampleJudge:
             # how much another draw of as many samples would move it (bootstrap, 100 resamples)
             "fid_classifier_bootstrap_sd": bootstrap_fid_sd(features, self.real_stats),
             "fid_real_count": self.real_count,
+            **self.kid(features),
         }
 
     @torch.no_grad()
@@ -172,6 +186,7 @@ class SampleJudge:
             "fid_classifier": fid_from_stats(FeatureStats.from_features(features), self.real_stats),
             "fid_classifier_bootstrap_sd": bootstrap_fid_sd(features, self.real_stats),
             "fid_real_count": self.real_count,
+            **self.kid(features),
             "classifier_score": classifier_score(probs),
             "class_entropy": coverage["entropy"],
             "classes_covered": coverage["classes_covered"],

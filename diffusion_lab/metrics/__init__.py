@@ -5,7 +5,7 @@
 * ``features``: feature extractors for FID/KID (classifier features; Inception-v3, lazily,
   from the optional ``[inception]`` extra).
 * ``fid``: ``FeatureStats``, the exact ``frechet_distance`` (source of truth), torchmetrics
-  FID/KID (``FidKid``, ``compute_fid_kid``), the FID's bootstrap spread (``bootstrap_fid_sd``).
+  FID/KID (``FidKid``, ``compute_fid_kid``, ``kid_from_features``), the FID's bootstrap spread (``bootstrap_fid_sd``).
 * ``cache``: reference statistics computed once per (dataset, resolution, extractor).
 """
 
@@ -33,6 +33,7 @@ from diffusion_lab.metrics.fid import (
     extract_features,
     fid_from_stats,
     frechet_distance,
+    kid_from_features,
     stats_from_images,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "fid_from_stats",
     "frechet_distance",
     "inception_features",
+    "kid_from_features",
     "load_or_train_classifier",
     "predict_proba",
     "reference_stats_key",
