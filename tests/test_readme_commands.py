@@ -34,6 +34,8 @@ NOT_RUN = {
     "python scripts/benchmark.py --models --diffusers --samplers": "tens of minutes of search; "
     "tests/test_bench_diffusers.py runs it at a small size",
     ".venv/bin/pip install": "installation; `make test` performs it before this test runs",
+    "python scripts/human_eval.py tally": "needs a person's votes.json; tests/test_human_eval.py "
+                                          "tallies a simulated rater's",
     "python scripts/train.py -m hydra/launcher=slurm": "needs a SLURM cluster; "
                                                        "tests/test_launchers.py composes it",
 }
@@ -150,7 +152,7 @@ class Runner:
         if "<run>" in arg and re.match(r"[\w.]+=", arg) and " " not in arg:
             key, value = arg.split("=", 1)  # that experiment's newest run
             return f"{key}=" + str(self.newest(value.replace("<run>", "*")))
-        if "<run>" in arg and arg.endswith(".ckpt"):  # a positional checkpoint (optimize_grid.py)
+        if "<run>" in arg and arg.endswith((".ckpt", ".npz")):  # a positional run file
             return str(self.newest(arg.replace("<run>", "*")))
         if "<date>_<time>" in arg:
             prefix = arg.split("<date>_<time>")[0]
