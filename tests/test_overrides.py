@@ -47,6 +47,7 @@ def test_what_composes_passes(args):
     ("sample", ["sampler=nope"], "Could not find 'sampler/nope'"),
     ("evaluate", ["guidance.scalez=2"], "Could not override 'guidance.scalez'"),
     ("interpolate", ["sampler=nope"], "Could not find 'sampler/nope'"),
+    ("inpaint", ["mask.nope=1"], "Could not override 'mask.nope'"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_what_does_not_compose_is_named_in_one_line(config, args, message):
     error = override_error(config, args)

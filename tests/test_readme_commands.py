@@ -66,6 +66,7 @@ TINY = {
                   "backbone.groups=4", "recipe.run.strip_samples=2", "recipe.run.strip_columns=3"],
     "few_step_report.py": ["--samples-per-class", "2"],
     "interpolate.py": ["pairs=2", "frames=3", "sampler.steps=3"],
+    "inpaint.py": ["images=2", "samples_per_image=1", "sampler.steps=3", "resample=2"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }

@@ -25,15 +25,10 @@ from diffusion_lab.evaluation import sampler_name
 from diffusion_lab.inversion import invert, slerp
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import INITIAL_NOISE_STREAM
-from diffusion_lab.tasks.build import (
-    adopt_checkpoint_schedule,
-    build_sampler,
-    module_from_checkpoint,
-)
 from diffusion_lab.tasks.errors import ConfigError
-from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
-from diffusion_lab.tasks.schedule_check import check_schedule_agreement
-from diffusion_lab.tasks.validate import check_finite, validate_counts, validate_sampling
+from diffusion_lab.tasks.io import atomic_write_json
+from diffusion_lab.tasks.real_image_edit import counting, open_image_model
+from diffusion_lab.tasks.validate import check_finite, validate_counts
 from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.progress import progress_bar
 
@@ -95,32 +90,17 @@ def choose_pairs(y: torch.Tensor | None, count: int, num_classes: int, condition
 
 def interpolate(cfg: DictConfig) -> dict:
     validate_interpolate_config(cfg)
-    ckpt = load_checkpoint_file(cfg.ckpt)
-    module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
-    if module.codec is not None:
-        raise ConfigError("interpolate.py inverts pixel-space models; this checkpoint is a latent "
-                          "model")
-    if len(module.sample_shape) != 3:
-        raise ConfigError("interpolate.py draws image grids; this checkpoint's samples are "
-                          f"shaped {tuple(module.sample_shape)}")
-    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
-    adopt_checkpoint_schedule(cfg, ckpt)
-    validate_sampling(cfg, module.schedule)
-    spec = build_sampler(cfg, module.schedule)
+    opened = open_image_model(cfg, "interpolate.py")
+    ckpt, module, spec, sigmas = opened.ckpt, opened.module, opened.spec, opened.sigmas
     order = inversion_order(spec)
-    sigmas = spec.sigmas(module.schedule)
     if cfg.source == "val" and len(sigmas) < 3:
         raise ConfigError("sampler.steps must be >= 2 to invert (one step up, then down)")
     conditional = module.num_classes > 0
     denoiser = module.denoiser(use_ema=cfg.use_ema, guidance_scale=1.0)
     scale = float(torch.sqrt(1.0 + sigmas[0].double() ** 2))
 
-    from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
-
-    datamodule = datamodule_from_checkpoint(ckpt)
-    data = datamodule.val_set if datamodule.val_set is not None else datamodule.train_set
-    labels = getattr(data, "y", None)
-    pairs, classes = choose_pairs(labels if datamodule.num_classes else None, cfg.pairs,
+    datamodule, data, labels = opened.datamodule, opened.data, opened.labels
+    pairs, classes = choose_pairs(labels, cfg.pairs,
                                   datamodule.num_classes, conditional)
     if max(max(p) for p in pairs) >= len(data):
         raise ConfigError(f"pairs={cfg.pairs}: the data has only {len(data)} images")
@@ -132,10 +112,7 @@ def interpolate(cfg: DictConfig) -> dict:
                   "pair_classes": classes}
     inversion_nfe = len(sigmas) - 2 if cfg.source == "val" else 0
     with progress_bar(f"inversion and {cfg.frames} frames", inversion_nfe + spec.nfe) as advance:
-        def counted(x, sigma, c=None):
-            advance()
-            return denoiser(x, sigma, c)
-
+        counted = counting(denoiser, advance)
         z_a, z_b, a, b = _endpoints(cfg, data, pairs, cond, sigmas, order, counted, scale,
                                     module.sample_shape)
         ts = torch.linspace(0, 1, cfg.frames).tolist()
@@ -157,10 +134,9 @@ def interpolate(cfg: DictConfig) -> dict:
         rows = torch.cat([a[:, None], frames, b[:, None]], dim=1)
     else:
         rows = frames
-    if cfg.classify and datamodule.num_classes and not _why_not(datamodule):
-        data_name = ckpt["diffusion_lab_config"]["data"]["name"]
-        info.update(_classes(datamodule, cfg.paths.cache_dir, data_name, frames, labels,
-                             pairs if cfg.source == "val" else None))
+    judge = opened.judge(cfg.paths.cache_dir) if cfg.classify and labels is not None else None
+    if judge is not None:
+        info.update(_classes(judge, frames, labels, pairs if cfg.source == "val" else None))
     save_grid(rows.flatten(0, 1), run_dir / "interpolation.png", nrow=rows.shape[1],
               upscale=max(1, 32 // frames.shape[-1]))
     info["grid"] = str(run_dir / "interpolation.png")
@@ -195,20 +171,11 @@ def _rms(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x - y).pow(2).flatten(1).mean(1).sqrt()
 
 
-def _why_not(datamodule) -> str:
-    from diffusion_lab.evaluation import why_not_judgeable
-
-    return why_not_judgeable(datamodule)
-
-
-def _classes(datamodule, cache_dir, data_name: str, frames: torch.Tensor, labels,
-             pairs) -> dict:
+def _classes(judge, frames: torch.Tensor, labels, pairs) -> dict:
     """The classifier's class of every frame; with inverted pairs, the share of the two
     reconstructions (first and last frames) seen as the class of their real image."""
-    from diffusion_lab.evaluation import SampleJudge
     from diffusion_lab.metrics.classifier import predict_proba
 
-    judge = SampleJudge.for_data(datamodule, cache_dir, data_name)
     seen = predict_proba(judge.classifier, frames.flatten(0, 1)).argmax(1).view(frames.shape[:2])
     out = {"frame_classes": seen.tolist()}
     if pairs is not None:

@@ -1,0 +1,81 @@
+"""What the scripts that edit real images share (interpolate.py, inpaint.py): a pixel-space image
+checkpoint opened with its sampler, the validation images it was trained beside, the data
+classifier when there is one, and a denoiser that advances a progress bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+from torch import Tensor
+
+from diffusion_lab.tasks.build import (
+    adopt_checkpoint_schedule,
+    build_sampler,
+    module_from_checkpoint,
+)
+from diffusion_lab.tasks.errors import ConfigError
+from diffusion_lab.tasks.io import load_checkpoint_file
+from diffusion_lab.tasks.schedule_check import check_schedule_agreement
+from diffusion_lab.tasks.validate import validate_sampling
+
+
+@dataclass
+class ImageModel:
+    """An opened checkpoint: ``ckpt`` (its dict), ``module``, the sampler ``spec`` and its grid
+    ``sigmas``, ``datamodule`` (its data, same split) and ``data`` (the validation split, or the
+    training split without one)."""
+
+    ckpt: dict
+    module: object
+    spec: object
+    sigmas: Tensor
+    datamodule: object
+    data: object
+
+    @property
+    def data_name(self) -> str:
+        return self.ckpt["diffusion_lab_config"]["data"]["name"]
+
+    @property
+    def labels(self) -> Tensor | None:
+        """The images' classes, None for unlabelled data."""
+        return self.data.y if self.datamodule.num_classes else None
+
+    def judge(self, cache_dir):
+        """The data classifier's judge, or None where the data cannot be judged."""
+        from diffusion_lab.evaluation import SampleJudge, why_not_judgeable
+
+        if why_not_judgeable(self.datamodule):
+            return None
+        return SampleJudge.for_data(self.datamodule, cache_dir, self.data_name)
+
+
+def open_image_model(cfg: DictConfig, script: str) -> ImageModel:
+    """``cfg.ckpt`` rebuilt on ``cfg.device`` with ``cfg.sampler`` checked against its schedule;
+    ConfigError (one line naming ``script``) for a latent or non-image checkpoint."""
+    from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
+
+    ckpt = load_checkpoint_file(cfg.ckpt)
+    module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
+    if module.codec is not None:
+        raise ConfigError(f"{script} edits pixel-space models; this checkpoint is a latent model")
+    if len(module.sample_shape) != 3:
+        raise ConfigError(f"{script} edits images; this checkpoint's samples are shaped "
+                          f"{tuple(module.sample_shape)}")
+    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
+    adopt_checkpoint_schedule(cfg, ckpt)
+    validate_sampling(cfg, module.schedule)
+    spec = build_sampler(cfg, module.schedule)
+    datamodule = datamodule_from_checkpoint(ckpt)
+    data = datamodule.val_set if datamodule.val_set is not None else datamodule.train_set
+    return ImageModel(ckpt, module, spec, spec.sigmas(module.schedule), datamodule, data)
+
+
+def counting(denoiser, advance):
+    """``denoiser`` calling ``advance()`` once per evaluation (a progress bar's step)."""
+    def counted(x, sigma, cond=None):
+        advance()
+        return denoiser(x, sigma, cond)
+
+    return counted
