@@ -98,7 +98,7 @@ def test_inpaint_keeps_the_known_pixels_and_writes_grid_and_info(make_cfg, tmp_p
     assert info["method"] == ("replacement" if resample == 1 else "repaint (resample=3)")
     saved = json.loads((run_dir / "inpaint_info.json").read_text())
     assert saved["images"] == info["images"] and len(info["images"]) == 3
-    assert (run_dir / "inpainting.png").is_file()
+    assert (run_dir / "inpaint.png").is_file()
 
 
 @pytest.mark.parametrize("override, message", [

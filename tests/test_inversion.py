@@ -107,7 +107,7 @@ def test_interpolate_writes_the_grid_and_the_reconstruction_error(make_cfg, tmp_
     assert saved["reconstruction_rmse"] == info["reconstruction_rmse"]
     from PIL import Image
 
-    grid = Image.open(run_dir / "interpolation.png")
+    grid = Image.open(run_dir / "interpolate.png")
     assert grid.width > grid.height  # 2 rows of real | 3 frames | real
     noise = interpolate(interpolate_cfg(make_cfg, path, run_dir, "source=noise"))
     assert "reconstruction_rmse" not in noise and noise["inversion_order"] == 2

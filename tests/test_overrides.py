@@ -48,6 +48,7 @@ def test_what_composes_passes(args):
     ("evaluate", ["guidance.scalez=2"], "Could not override 'guidance.scalez'"),
     ("interpolate", ["sampler=nope"], "Could not find 'sampler/nope'"),
     ("inpaint", ["mask.nope=1"], "Could not override 'mask.nope'"),
+    ("img2img", ["-m", "strength=0.3,0.5", "sampler=ddim,nope"], "sampler=nope: In 'img2img'"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_what_does_not_compose_is_named_in_one_line(config, args, message):
     error = override_error(config, args)

@@ -67,6 +67,7 @@ TINY = {
     "few_step_report.py": ["--samples-per-class", "2"],
     "interpolate.py": ["pairs=2", "frames=3", "sampler.steps=3"],
     "inpaint.py": ["images=2", "samples_per_image=1", "sampler.steps=3", "resample=2"],
+    "img2img.py": ["images=2", "samples_per_image=1", "sampler.steps=3"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }

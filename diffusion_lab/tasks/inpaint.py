@@ -9,7 +9,7 @@ samples_per_image + i)) by :func:`diffusion_lab.inpainting.known_region_denoiser
   sampler's grid: r ancestral down-and-up steps per level, NFE r (n - 1) + 1.
 
 A class-conditional model completes each image as its own class (w = 1). Written:
-``inpainting.png`` (per row: the image, the masked image with the hidden pixels grey, the
+``inpaint.png`` (per row: the image, the masked image with the hidden pixels grey, the
 completions) and ``inpaint_info.json``: NFE, the largest change to a known pixel (0: they are
 kept), the completions' RMS distance to the hidden pixels, and on labelled image data the share
 of completions the data classifier sees as the image's class beside the same share for the
@@ -19,7 +19,6 @@ masked images themselves (what the fill adds).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -29,10 +28,13 @@ from diffusion_lab.inpainting import known_region_denoiser, repaint, repaint_nfe
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import INITIAL_NOISE_STREAM, STEP_NOISE_STREAM
 from diffusion_lab.tasks.errors import ConfigError
-from diffusion_lab.tasks.io import atomic_write_json
-from diffusion_lab.tasks.real_image_edit import counting, open_image_model
+from diffusion_lab.tasks.real_image_edit import (
+    counting,
+    open_image_model,
+    pick_images,
+    write_results,
+)
 from diffusion_lab.tasks.validate import check_finite, validate_counts
-from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.progress import progress_bar
 
 MASKS = ("center", "left", "right", "top", "bottom", "random")
@@ -76,31 +78,12 @@ def region_mask(kind: str, shape: tuple[int, ...], fraction: float = 0.5,
     return known
 
 
-def pick_images(labels: torch.Tensor | None, count: int, num_classes: int) -> list[int]:
-    """Indices of ``count`` images: classes 0, 1, ... in turn (the first unused of each), or the
-    first ``count`` without labels."""
-    if labels is None or num_classes == 0:
-        return list(range(count))
-    by_class = [torch.nonzero(labels == c)[:, 0].tolist() for c in range(num_classes)]
-    used = [0] * num_classes
-    out = []
-    for k in range(count):
-        c = k % num_classes
-        if used[c] >= len(by_class[c]):
-            raise ConfigError(f"images={count}: the validation split has too few of class {c}")
-        out.append(by_class[c][used[c]])
-        used[c] += 1
-    return out
-
-
 def inpaint(cfg: DictConfig) -> dict:
     validate_inpaint_config(cfg)
     opened = open_image_model(cfg, "inpaint.py")
     ckpt, module, spec, sigmas = opened.ckpt, opened.module, opened.spec, opened.sigmas
     datamodule, data, labels = opened.datamodule, opened.data, opened.labels
-    chosen = pick_images(labels, cfg.images, datamodule.num_classes)
-    if max(chosen) >= len(data):
-        raise ConfigError(f"images={cfg.images}: the data has only {len(data)} images")
+    chosen = pick_images(labels, cfg.images, datamodule.num_classes, len(data))
     k = cfg.samples_per_image
     originals = data.x[chosen]
     known = originals.repeat_interleave(k, dim=0).to(cfg.device)
@@ -148,13 +131,7 @@ def inpaint(cfg: DictConfig) -> dict:
                     masked_accuracy=judge.accuracy(masked, labels[chosen]))
     rows = torch.cat([originals[:, None], masked[:, None], out.view(len(chosen), k, *out.shape[1:])],
                      dim=1)
-    run_dir = Path(cfg.paths.run_dir)
-    save_grid(rows.flatten(0, 1), run_dir / "inpainting.png", nrow=rows.shape[1],
-              upscale=max(1, 32 // out.shape[-1]))
-    info["grid"] = str(run_dir / "inpainting.png")
-    atomic_write_json(info, run_dir / "inpaint_info.json")
-    for key in ("completion_accuracy", "masked_accuracy", "completion_rmse", "seconds"):
-        if key in info:
-            print(f"{key}: {info[key]}")
+    write_results(cfg.paths.run_dir, rows, "inpaint", info,
+                  ("completion_accuracy", "masked_accuracy", "completion_rmse", "seconds"))
     print(f"wrote {info['grid']} ({len(chosen)} images x {k} completions, {nfe} NFE each)")
     return info

@@ -5,7 +5,7 @@ For each of ``pairs`` pairs of validation images (a, b): x_T(a), x_T(b) by
 the same solver from slerp(x_T(a), x_T(b); t), t = 0 ... 1. The first and last frames are the
 reconstructions of a and b, so the grid shows at once how well the model inverts (real image
 beside its reconstruction) and whether the path between two images stays on the data
-(``interpolation.png``: per row, real a | frames | real b). ``interpolate_info.json`` records the
+(``interpolate.png``: per row, real a | frames | real b). ``interpolate_info.json`` records the
 reconstruction error (RMS over pixels in [-1, 1] units, per image), the classifier's class of
 every frame and of the reconstructions (labelled image data), NFE and timings.
 
@@ -16,7 +16,6 @@ Noise is interpolated in the unit-variance scale z = x_T / sqrt(1 + sigma_max^2)
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -26,10 +25,8 @@ from diffusion_lab.inversion import invert, slerp
 from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.sampler_spec import INITIAL_NOISE_STREAM
 from diffusion_lab.tasks.errors import ConfigError
-from diffusion_lab.tasks.io import atomic_write_json
-from diffusion_lab.tasks.real_image_edit import counting, open_image_model
+from diffusion_lab.tasks.real_image_edit import counting, open_image_model, write_results
 from diffusion_lab.tasks.validate import check_finite, validate_counts
-from diffusion_lab.utils.images import save_grid
 from diffusion_lab.utils.progress import progress_bar
 
 #: solvers with an inverse here -> the inversion's order (DDIM only at eta = 0)
@@ -125,7 +122,6 @@ def interpolate(cfg: DictConfig) -> dict:
         info["nfe_inversion"] = inversion_nfe
     info["nfe_per_frame"] = spec.nfe
     info["seconds"] = round(time.perf_counter() - start, 2)
-    run_dir = Path(cfg.paths.run_dir)
     if cfg.source == "val":
         a, b = a.float().cpu(), b.float().cpu()
         err = torch.cat([_rms(frames[:, 0], a), _rms(frames[:, -1], b)])
@@ -137,13 +133,8 @@ def interpolate(cfg: DictConfig) -> dict:
     judge = opened.judge(cfg.paths.cache_dir) if cfg.classify and labels is not None else None
     if judge is not None:
         info.update(_classes(judge, frames, labels, pairs if cfg.source == "val" else None))
-    save_grid(rows.flatten(0, 1), run_dir / "interpolation.png", nrow=rows.shape[1],
-              upscale=max(1, 32 // frames.shape[-1]))
-    info["grid"] = str(run_dir / "interpolation.png")
-    atomic_write_json(info, run_dir / "interpolate_info.json")
-    for key in ("reconstruction_rmse", "reconstruction_accuracy", "seconds"):
-        if key in info:
-            print(f"{key}: {info[key]}")
+    write_results(cfg.paths.run_dir, rows, "interpolate", info,
+                  ("reconstruction_rmse", "reconstruction_accuracy", "seconds"))
     print(f"wrote {info['grid']} ({len(pairs)} pairs x {cfg.frames} frames)")
     return info
 

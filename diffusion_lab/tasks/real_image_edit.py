@@ -79,3 +79,40 @@ def counting(denoiser, advance):
         return denoiser(x, sigma, cond)
 
     return counted
+
+
+def pick_images(labels: Tensor | None, count: int, num_classes: int, available: int) -> list[int]:
+    """Indices of ``count`` of ``available`` images: classes 0, 1, ... in turn (the first unused
+    of each), or the first ``count`` without labels."""
+    if labels is None or num_classes == 0:
+        if count > available:
+            raise ConfigError(f"images={count}: the data has only {available} images")
+        return list(range(count))
+    by_class = [(labels == c).nonzero()[:, 0].tolist() for c in range(num_classes)]
+    used = [0] * num_classes
+    out = []
+    for k in range(count):
+        c = k % num_classes
+        if used[c] >= len(by_class[c]):
+            raise ConfigError(f"images={count}: the validation split has too few of class {c}")
+        out.append(by_class[c][used[c]])
+        used[c] += 1
+    return out
+
+
+def write_results(run_dir, rows: Tensor, name: str, info: dict, shown: tuple[str, ...]) -> None:
+    """``<name>.png`` (``rows`` (R, C, ...): one grid row per R) and ``<name>_info.json`` (``info``
+    with the grid's path) in ``run_dir``; the ``shown`` keys of ``info`` printed."""
+    from pathlib import Path
+
+    from diffusion_lab.tasks.io import atomic_write_json
+    from diffusion_lab.utils.images import save_grid
+
+    run_dir = Path(run_dir)
+    save_grid(rows.flatten(0, 1), run_dir / f"{name}.png", nrow=rows.shape[1],
+              upscale=max(1, 32 // rows.shape[-1]))
+    info["grid"] = str(run_dir / f"{name}.png")
+    atomic_write_json(info, run_dir / f"{name}_info.json")
+    for key in shown:
+        if key in info:
+            print(f"{key}: {info[key]}")
