@@ -194,6 +194,28 @@ def test_sample_and_evaluate_decode_with_the_stored_autoencoder(latent_run):
     torch.testing.assert_close(module.decode(z), module.codec.decode(z))
 
 
+def test_real_image_editing_encodes_and_decodes_with_the_stored_autoencoder(latent_run):
+    """interpolate.py and img2img.py work in the latent space and show decoded images;
+    inpaint.py, whose mask is in pixels, refuses a latent model in one line."""
+    from diffusion_lab.tasks.img2img import img2img
+    from diffusion_lab.tasks.inpaint import inpaint
+    from diffusion_lab.tasks.interpolate import interpolate
+
+    run_dir, metrics, _, cache = latent_run
+    common = ("classify=false", "sampler.steps=6")
+    info = interpolate(_sample_cfg(run_dir, metrics, cache, "pairs=2", "frames=3", *common,
+                                   config="interpolate"))
+    grid = np.asarray(Image.open(info["grid"]))
+    assert grid.shape[1] == 5 * (8 * 4 + 1) + 1  # real | 3 decoded 8x8 frames | real
+    assert len(info["reconstruction_rmse_per_image"]) == 4
+    edited = img2img(_sample_cfg(run_dir, metrics, cache, "images=2", "samples_per_image=1",
+                                 "strength=0.5", *common, config="img2img"))
+    assert edited["steps_run"] == 3 and 0 < edited["rms_to_source"] < 2
+    with pytest.raises(ConfigError, match="inpaint.py edits pixel-space models; this checkpoint "
+                                          "is a latent model"):
+        inpaint(_sample_cfg(run_dir, metrics, cache, *common, config="inpaint"))
+
+
 def test_another_autoencoder_or_scale_is_refused(latent_run, tmp_path):
     _run_dir, metrics, cfg, _cache = latent_run
     ckpt = load_checkpoint_file(metrics["checkpoint"])

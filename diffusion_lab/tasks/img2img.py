@@ -11,7 +11,8 @@ Written: ``img2img.png`` (per row: the image, then its results) and ``img2img_in
 steps and NFE run, the results' RMS distance to their image (pixels in [-1, 1]) and, on labelled
 image data, the share of results the data classifier sees as the target class and as the
 image's own class: against ``strength`` the trade between realism (and the target) and
-faithfulness to the input.
+faithfulness to the input. A latent model edits the encoded image (the stored autoencoder's
+posterior mean, scaled) and its results are decoded.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def img2img(cfg: DictConfig) -> dict:
     elif cfg.target_class is not None:
         raise ConfigError("target_class needs a class-conditional model; this one is "
                           "unconditional")
-    y = originals.repeat_interleave(k, dim=0).to(cfg.device)
+    y = opened.encode(originals.repeat_interleave(k, dim=0).to(cfg.device))  # a latent model's
     indices = list(range(len(y)))
     z = PerSampleNoise(cfg.seed, indices, stream=INITIAL_NOISE_STREAM).sample(
         tuple(y.shape), cfg.device, torch.float32)
@@ -93,8 +94,10 @@ def img2img(cfg: DictConfig) -> dict:
         out = spec.solver(counting(denoiser, advance), sdedit_start(y, float(sigmas[0]), z),
                           sigmas, cond=cond,
                           noise=PerSampleNoise(cfg.seed, indices, stream=STEP_NOISE_STREAM))
+        out = opened.decode(out)
     out = out.float().cpu()
-    rms = (out - y.cpu()).pow(2).flatten(1).mean(1).sqrt()
+    images = originals.repeat_interleave(k, dim=0)
+    rms = (out - images).pow(2).flatten(1).mean(1).sqrt()
     info = {"checkpoint": str(cfg.ckpt), "global_step": opened.ckpt.get("global_step"),
             "strength": float(cfg.strength), "start_sigma": float(sigmas[0]),
             "sampler": sampler_name(spec), "grid_steps": spec.steps, "steps_run": steps,

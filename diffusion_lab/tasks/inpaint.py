@@ -80,7 +80,8 @@ def region_mask(kind: str, shape: tuple[int, ...], fraction: float = 0.5,
 
 def inpaint(cfg: DictConfig) -> dict:
     validate_inpaint_config(cfg)
-    opened = open_image_model(cfg, "inpaint.py")
+    # the mask is in pixels: a latent model could not keep the known pixels exactly
+    opened = open_image_model(cfg, "inpaint.py", latent=False)
     ckpt, module, spec, sigmas = opened.ckpt, opened.module, opened.spec, opened.sigmas
     datamodule, data, labels = opened.datamodule, opened.data, opened.labels
     chosen = pick_images(labels, cfg.images, datamodule.num_classes, len(data))

@@ -9,7 +9,9 @@ beside its reconstruction) and whether the path between two images stays on the 
 reconstruction error (RMS over pixels in [-1, 1] units, per image), the classifier's class of
 every frame and of the reconstructions (labelled image data), NFE and timings.
 
-With ``source=noise`` the endpoints are the x_T of two seeds instead (no inversion).
+With ``source=noise`` the endpoints are the x_T of two seeds instead (no inversion). A latent
+model inverts the encoded images (the stored autoencoder's posterior means, scaled) and its
+frames are decoded; the reconstruction error is then the autoencoder's and the inversion's.
 Noise is interpolated in the unit-variance scale z = x_T / sqrt(1 + sigma_max^2).
 """
 
@@ -110,14 +112,15 @@ def interpolate(cfg: DictConfig) -> dict:
     inversion_nfe = len(sigmas) - 2 if cfg.source == "val" else 0
     with progress_bar(f"inversion and {cfg.frames} frames", inversion_nfe + spec.nfe) as advance:
         counted = counting(denoiser, advance)
-        z_a, z_b, a, b = _endpoints(cfg, data, pairs, cond, sigmas, order, counted, scale,
-                                    module.sample_shape)
+        z_a, z_b, a, b = _endpoints(cfg, opened, pairs, cond, order, counted, scale)
         ts = torch.linspace(0, 1, cfg.frames).tolist()
         path = torch.stack([slerp(z_a, z_b, t) for t in ts], dim=1)  # (pairs, frames, C, H, W)
         frame_cond = None if cond is None else cond.repeat_interleave(cfg.frames)
         with torch.no_grad():
             frames = spec.solver(counted, path.flatten(0, 1) * scale, sigmas, cond=frame_cond)
-    frames = frames.float().cpu().view(len(pairs), cfg.frames, *module.sample_shape)
+            frames = opened.decode(frames)
+    frames = frames.float().cpu()
+    frames = frames.view(len(pairs), cfg.frames, *frames.shape[1:])
     if inversion_nfe:
         info["nfe_inversion"] = inversion_nfe
     info["nfe_per_frame"] = spec.nfe
@@ -139,17 +142,19 @@ def interpolate(cfg: DictConfig) -> dict:
     return info
 
 
-def _endpoints(cfg, data, pairs, cond, sigmas, order: int, denoiser, scale: float, shape):
+def _endpoints(cfg, opened, pairs, cond, order: int, denoiser, scale: float):
     """(z_a, z_b, a, b): the unit-scale noises of each pair's ends and, for source=val, the real
-    images they invert (both ends inverted in one batch); a, b are None for source=noise."""
+    images they invert (both ends encoded and inverted in one batch); a, b are None for
+    source=noise."""
     count = len(pairs)
     if cfg.source == "val":
-        a = torch.stack([data.x[i] for i, _ in pairs]).to(cfg.device)
-        b = torch.stack([data.x[j] for _, j in pairs]).to(cfg.device)
+        a = torch.stack([opened.data.x[i] for i, _ in pairs]).to(cfg.device)
+        b = torch.stack([opened.data.x[j] for _, j in pairs]).to(cfg.device)
         both = None if cond is None else torch.cat([cond, cond])
-        z = invert(denoiser, torch.cat([a, b]), sigmas, order=order, cond=both) / scale
+        x0 = opened.encode(torch.cat([a, b]))
+        z = invert(denoiser, x0, opened.sigmas, order=order, cond=both) / scale
         return z[:count], z[count:], a, b
-    size = (count, *shape)
+    size = (count, *opened.module.sample_shape)
     z_a = PerSampleNoise(cfg.seed, [2 * k for k in range(count)],
                          stream=INITIAL_NOISE_STREAM).sample(size, cfg.device, torch.float32)
     z_b = PerSampleNoise(cfg.seed, [2 * k + 1 for k in range(count)],

@@ -23,8 +23,10 @@ from diffusion_lab.tasks.validate import validate_sampling
 @dataclass
 class ImageModel:
     """An opened checkpoint: ``ckpt`` (its dict), ``module``, the sampler ``spec`` and its grid
-    ``sigmas``, ``datamodule`` (its data, same split) and ``data`` (the validation split, or the
-    training split without one)."""
+    ``sigmas``, ``datamodule`` (its image data, same split: a latent model's ``pixel_data``) and
+    ``data`` (the validation images, or the training images without a validation split).
+    :meth:`encode` / :meth:`decode` move between images and the space the model works in (the
+    identity for pixel models, the stored autoencoder for latent ones)."""
 
     ckpt: dict
     module: object
@@ -42,6 +44,13 @@ class ImageModel:
         """The images' classes, None for unlabelled data."""
         return self.data.y if self.datamodule.num_classes else None
 
+    def encode(self, images: Tensor) -> Tensor:
+        codec = self.module.codec
+        return images if codec is None else codec.encode(images)
+
+    def decode(self, x: Tensor) -> Tensor:
+        return self.module.decode(x)
+
     def judge(self, cache_dir):
         """The data classifier's judge, or None where the data cannot be judged."""
         from diffusion_lab.evaluation import SampleJudge, why_not_judgeable
@@ -51,14 +60,15 @@ class ImageModel:
         return SampleJudge.for_data(self.datamodule, cache_dir, self.data_name)
 
 
-def open_image_model(cfg: DictConfig, script: str) -> ImageModel:
+def open_image_model(cfg: DictConfig, script: str, latent: bool = True) -> ImageModel:
     """``cfg.ckpt`` rebuilt on ``cfg.device`` with ``cfg.sampler`` checked against its schedule;
-    ConfigError (one line naming ``script``) for a latent or non-image checkpoint."""
+    ConfigError (one line naming ``script``) for a non-image checkpoint, and for a latent one
+    unless ``latent``."""
     from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt).to(cfg.device)
-    if module.codec is not None:
+    if module.codec is not None and not latent:
         raise ConfigError(f"{script} edits pixel-space models; this checkpoint is a latent model")
     if len(module.sample_shape) != 3:
         raise ConfigError(f"{script} edits images; this checkpoint's samples are shaped "
@@ -68,6 +78,7 @@ def open_image_model(cfg: DictConfig, script: str) -> ImageModel:
     validate_sampling(cfg, module.schedule)
     spec = build_sampler(cfg, module.schedule)
     datamodule = datamodule_from_checkpoint(ckpt)
+    datamodule = getattr(datamodule, "pixel_data", datamodule)  # a latent model's images
     data = datamodule.val_set if datamodule.val_set is not None else datamodule.train_set
     return ImageModel(ckpt, module, spec, spec.sigmas(module.schedule), datamodule, data)
 
