@@ -34,6 +34,7 @@ from diffusion_lab.objectives import DenoisingObjective
 from diffusion_lab.precond import VPDenoiser, clip_denoised
 from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.thresholding import dynamic_threshold
 
 DEFAULT_OPTIMIZER = partial(torch.optim.AdamW, lr=2e-4)
 
@@ -109,6 +110,9 @@ class DiffusionModule(L.LightningModule):
         self.guidance_scale = self.check_guidance_scale(guidance_scale)
         self.guidance_rule = None  # rule(denoiser, scale, null_class), set for sampling only
         self.clip_denoised = clip_denoised
+        # percentile of Imagen's dynamic thresholding instead of the static clip, set for
+        # sampling only (tasks/guidance_setup.py); None: off
+        self.dynamic_threshold: float | None = None
         self._val_generator_seed = 1234
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self._loss_finite = True  # all micro-batches of the current optimizer step
@@ -221,7 +225,9 @@ class DiffusionModule(L.LightningModule):
             denoiser = self.guidance_rule(denoiser, scale, self.num_classes)
         elif self.num_classes > 0:
             denoiser = classifier_free(denoiser, scale, self.num_classes)
-        if self.clip_denoised:
+        if self.dynamic_threshold is not None:  # sampling-time (guidance.dynamic_threshold)
+            denoiser = dynamic_threshold(denoiser, self.dynamic_threshold)
+        elif self.clip_denoised:
             denoiser = clip_denoised(denoiser, -1.0, 1.0)
         elif getattr(self.codec, "bound", None):  # latents: the range measured on the data
             denoiser = clip_denoised(denoiser, -self.codec.bound, self.codec.bound)

@@ -1,6 +1,7 @@
 """Sampling-time guidance options from the config: ``guidance.interval=[lo, hi]``,
 ``guidance=autoguidance guidance.guide_ckpt=PATH`` and ``guidance.rescale=PHI`` (see
-:mod:`diffusion_lab.guidance_variants`)."""
+:mod:`diffusion_lab.guidance_variants`), ``guidance.dynamic_threshold=P``
+(:mod:`diffusion_lab.thresholding`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,24 @@ from diffusion_lab.guidance import check_guidance_rescale
 from diffusion_lab.guidance_variants import check_interval, guidance_rule
 from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file
 from diffusion_lab.tasks.validate import ConfigError
+from diffusion_lab.thresholding import check_threshold_percentile
 
 
 def configure_guidance(module, guidance: DictConfig, device="cpu") -> None:
     """Set ``module.guidance_rule`` when the config asks for an interval, a guide model or a
-    guidance rescale."""
+    guidance rescale, and ``module.dynamic_threshold`` for ``guidance.dynamic_threshold``."""
+    threshold = OmegaConf.select(guidance, "dynamic_threshold", default=None)
+    if threshold is not None:
+        try:
+            threshold = check_threshold_percentile(threshold)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if module.codec is not None or len(module.sample_shape) != 3:
+            raise ConfigError("guidance.dynamic_threshold thresholds pixel values in [-1, 1]; "
+                              "this checkpoint's samples are "
+                              + ("latents (clamped to their measured range)"
+                                 if module.codec is not None else "not images"))
+    module.dynamic_threshold = threshold
     interval = OmegaConf.select(guidance, "interval", default=None)
     guide_ckpt = OmegaConf.select(guidance, "guide_ckpt", default=None)
     rescale = OmegaConf.select(guidance, "rescale", default=None) or 0.0
@@ -45,9 +59,10 @@ def configure_guidance(module, guidance: DictConfig, device="cpu") -> None:
 
 def guidance_options(guidance: DictConfig) -> dict:
     """The sampling-time guidance options that are on, for the run's record (sample_info.json,
-    metrics.json): ``guidance_interval``, ``guidance_rescale``, ``guidance_guide_ckpt``."""
+    metrics.json): ``guidance_interval``, ``guidance_rescale``, ``guidance_guide_ckpt``,
+    ``guidance_dynamic_threshold``."""
     out = {}
-    for key in ("interval", "rescale", "guide_ckpt"):
+    for key in ("interval", "rescale", "guide_ckpt", "dynamic_threshold"):
         value = OmegaConf.select(guidance, key, default=None)
         if value not in (None, 0, 0.0):
             out[f"guidance_{key}"] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
