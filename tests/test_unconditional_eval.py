@@ -90,3 +90,6 @@ def test_evaluate_scores_an_unconditional_checkpoint(make_cfg, tmp_path, monkeyp
                            run_dir=sample_dir))
     assert info["sample_count"] == 12 and sum(info["class_counts"]) == 12
     assert info["fid_classifier"] > 0 and 1.0 <= info["classifier_score"] <= 10.0
+    one = sample(make_cfg(f"ckpt={path}", "num_samples=1", "sampler.steps=2", config_name="sample",
+                          run_dir=sample_dir))
+    assert "fid_classifier" not in one and one["metrics_skipped"].startswith("FID and KID need")

@@ -79,7 +79,9 @@ def sample(cfg: DictConfig) -> dict:
         "samples": str(run_dir / "samples.npz"),
         "grid": str(run_dir / "samples.png"),
     }
-    if cfg.get("metrics") and x.dim() == 4:
+    if cfg.get("metrics") and x.dim() == 4 and len(x) < 2:
+        info["metrics_skipped"] = "FID and KID need at least 2 samples"
+    elif cfg.get("metrics") and x.dim() == 4:
         from diffusion_lab.evaluation import why_not_judgeable
         from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
 
