@@ -44,16 +44,32 @@ class GaussianMixtureOracle:
     def dim(self) -> int:
         return self.means.shape[1]
 
+    def _terms(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits log pi_k - |x - mu_k|^2 / (2 (s^2 + sigma^2)) (B, K), per-mode posterior
+        means (B, K, dim))."""
+        var = append_dims(torch.as_tensor(sigma, dtype=torch.float64, device=x.device), 2) ** 2 \
+            + self.std**2  # (B, 1) or (1, 1)
+        diff = x.double()[:, None, :] - self.means.to(x.device)[None]  # (B, K, dim)
+        logits = self.log_weights.to(x.device) - diff.pow(2).sum(-1) / (2 * var)  # (B, K)
+        shrink = self.std**2 / var  # (B, 1)
+        return logits, self.means.to(x.device)[None] + shrink[:, :, None] * diff
+
     def denoise(self, x: Tensor, sigma: Tensor) -> Tensor:
         """D*(x; sigma) in float64, x (B, dim), sigma scalar or (B,)."""
-        x = x.double()
-        var = append_dims(torch.as_tensor(sigma, dtype=torch.float64), 2) ** 2 + self.std**2
-        diff = x[:, None, :] - self.means[None]  # (B, K, dim)
-        logits = self.log_weights - diff.pow(2).sum(-1) / (2 * var)  # (B, K)
-        w = torch.softmax(logits, dim=1)
-        shrink = self.std**2 / var  # (B, 1)
-        per_mode = self.means[None] + shrink[:, :, None] * diff
-        return (w[:, :, None] * per_mode).sum(1)
+        logits, per_mode = self._terms(x, sigma)
+        return (torch.softmax(logits, dim=1)[:, :, None] * per_mode).sum(1)
+
+    def class_logits(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """log p(k | x; sigma) + const, the exact noisy classifier of the mode labels: the
+        softmax of these logits is the mode's posterior weight w_k(x) (autograd-friendly, x's
+        dtype promoted to float64)."""
+        return self._terms(x, sigma)[0]
+
+    def denoise_mode(self, x: Tensor, sigma: Tensor, k: Tensor) -> Tensor:
+        """E[x0 | x, mode k] = mu_k + s^2 / (s^2 + sigma^2) (x - mu_k): the exact denoiser of
+        mode k alone (the class-conditional denoiser when the modes are the classes)."""
+        _, per_mode = self._terms(x, sigma)
+        return per_mode[torch.arange(len(x)), torch.as_tensor(k).long()]
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         return self.denoise(x, sigma).to(x.dtype)

@@ -1,6 +1,8 @@
 """Guidance interval, autoguidance and guidance rescale: identities against plain CFG and the
 conditional model, forward-pass counts, and the config wiring."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -16,6 +18,7 @@ from diffusion_lab.tasks.guidance_setup import configure_guidance
 from diffusion_lab.tasks.validate import ConfigError
 
 NULL = 3
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class RowCounter:
@@ -83,6 +86,19 @@ def test_bad_interval_is_a_config_error(bad):
 
     with pytest.raises(ConfigError):
         configure_guidance(Module(), OmegaConf.create({"interval": bad}))
+
+
+@pytest.mark.parametrize("preset,key", [("autoguidance", "guide_ckpt"),
+                                        ("classifier", "classifier_ckpt")])
+def test_a_guidance_preset_without_its_checkpoint_is_a_config_error(preset, key):
+    guidance = OmegaConf.load(ROOT / "conf" / "guidance" / f"{preset}.yaml")
+    assert OmegaConf.is_missing(guidance, key)  # the preset leaves it to the command line
+
+    class Module:
+        guidance_rule = None
+
+    with pytest.raises(ConfigError, match=f"guidance={preset} needs guidance.{key}="):
+        configure_guidance(Module(), guidance)
 
 
 def test_no_options_leave_plain_cfg():

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file
+from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file, load_stage_weights
 from diffusion_lab.tasks.trusted_targets import check_stored_targets
 
 
@@ -42,13 +42,7 @@ def autoencoder_from_checkpoint(ckpt: dict, path) -> nn.Module:
                               "(write one with scripts/train_autoencoder.py)")
     check_stored_targets({"model": config["autoencoder"].get("model")}, path)
     model = instantiate(OmegaConf.create(config["autoencoder"]["model"]), _convert_="all")
-    prefix = "autoencoder."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: its weights do not fit the autoencoder its config "
-                              f"builds ({str(e).splitlines()[0]})") from e
+    load_stage_weights(model, ckpt, "autoencoder.", path, "autoencoder")
     return model
 
 

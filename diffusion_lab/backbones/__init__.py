@@ -1,9 +1,12 @@
 """Denoising backbones: ``forward(x, t, cond=None) -> tensor shaped like x``.
 
 They know nothing of diffusion; see layers.py for the shared embeddings and attention.
+``EncoderClassifier`` (``forward(x, t) -> logits``) is the time-conditioned classifier of
+classifier guidance, built from the U-Net's encoder blocks.
 """
 
 from .dit import DiT
+from .encoder_classifier import EncoderClassifier
 from .layers import (
     AttentionBlock2d,
     ClassEmbedding,
@@ -19,6 +22,7 @@ __all__ = [
     "AttentionBlock2d",
     "ClassEmbedding",
     "DiT",
+    "EncoderClassifier",
     "SelfAttention",
     "TimestepEmbedder",
     "UNet",

@@ -10,6 +10,8 @@ The timestep embedding (plus class embedding) enters every ResBlock, either addi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -94,6 +96,32 @@ class EmbedSequential(nn.Sequential):
         return x
 
 
+def encoder_blocks(res: Callable[..., ResBlock], attn: Callable[[int], nn.Module], image_size: int,
+                   base_channels: int, channel_mult: tuple[int, ...], num_res_blocks: int,
+                   attention_resolutions: tuple[int, ...], resblock_updown: bool = False,
+                   ) -> tuple[nn.ModuleList, list[int], int, int]:
+    """The U-Net's encoder after its input conv: per level ``num_res_blocks`` ResBlocks
+    ``res(cin, cout)`` (each followed by ``attn(ch)`` at ``attention_resolutions``), and a 2x
+    downsample between levels. Returns (blocks, the channels of every skip connection, the
+    last channel count, the last feature-map size)."""
+    blocks = nn.ModuleList()
+    skips, ch, size, last = [base_channels], base_channels, image_size, len(channel_mult) - 1
+    for level, mult in enumerate(channel_mult):
+        for _ in range(num_res_blocks):
+            layers = [res(ch, mult * base_channels)]
+            ch = mult * base_channels
+            if size in attention_resolutions:
+                layers.append(attn(ch))
+            blocks.append(EmbedSequential(*layers))
+            skips.append(ch)
+        if level != last:
+            blocks.append(EmbedSequential(res(ch, ch, down=True) if resblock_updown
+                                          else Downsample(ch)))
+            skips.append(ch)
+            size //= 2
+    return blocks, skips, ch, size
+
+
 class UNet(nn.Module):
     """U-Net backbone ``forward(x (B,C,H,W), t (B,), cond (B,) | None) -> (B, out_channels, H, W)``.
 
@@ -133,21 +161,9 @@ class UNet(nn.Module):
             return AttentionBlock2d(ch, resolve_heads(ch, num_heads, head_channels), 0, groups)
 
         self.input_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
-        self.down = nn.ModuleList()
-        skips, ch, size, last = [base_channels], base_channels, image_size, len(channel_mult) - 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers = [res(ch, mult * base_channels)]
-                ch = mult * base_channels
-                if size in attention_resolutions:
-                    layers.append(attn(ch))
-                self.down.append(EmbedSequential(*layers))
-                skips.append(ch)
-            if level != last:
-                self.down.append(EmbedSequential(res(ch, ch, down=True) if resblock_updown
-                                                 else Downsample(ch)))
-                skips.append(ch)
-                size //= 2
+        self.down, skips, ch, size = encoder_blocks(
+            res, attn, image_size, base_channels, channel_mult, num_res_blocks,
+            attention_resolutions, resblock_updown)
         self.middle = EmbedSequential(res(ch, ch), attn(ch), res(ch, ch))
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):

@@ -113,6 +113,10 @@ class DiffusionModule(L.LightningModule):
         # percentile of Imagen's dynamic thresholding instead of the static clip, set for
         # sampling only (tasks/guidance_setup.py); None: off
         self.dynamic_threshold: float | None = None
+        # rule(denoiser, pass_cond) of classifier guidance (guidance.classifier_ckpt), set for
+        # sampling only; the classes its classifier knows (labels for unconditional models)
+        self.classifier_guidance = None
+        self.classifier_classes = 0
         self._val_generator_seed = 1234
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self._loss_finite = True  # all micro-batches of the current optimizer step
@@ -225,6 +229,8 @@ class DiffusionModule(L.LightningModule):
             denoiser = self.guidance_rule(denoiser, scale, self.num_classes)
         elif self.num_classes > 0:
             denoiser = classifier_free(denoiser, scale, self.num_classes)
+        if self.classifier_guidance is not None:  # + s sigma^2 grad log p(y | x, sigma)
+            denoiser = self.classifier_guidance(denoiser, self.num_classes > 0)
         if self.dynamic_threshold is not None:  # sampling-time (guidance.dynamic_threshold)
             denoiser = dynamic_threshold(denoiser, self.dynamic_threshold)
         elif self.clip_denoised:
@@ -259,6 +265,8 @@ class DiffusionModule(L.LightningModule):
             num_samples = labels.shape[0]
         if num_samples is None:
             raise ValueError("give num_samples or labels")
+        if self.classifier_guidance is not None and labels is None:
+            raise ValueError("classifier guidance steers each sample to a class: give labels")
         if self.num_classes > 0 and labels is None:
             # No labels on a conditional model: unconditional samples (null class).
             labels = torch.full((num_samples,), self.num_classes, device=self.device)

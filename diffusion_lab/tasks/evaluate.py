@@ -146,12 +146,16 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     from diffusion_lab.tasks.io import atomic_write_json, load_checkpoint_file
     from diffusion_lab.tasks.schedule_check import check_schedule_agreement
     from diffusion_lab.tasks.validate import (
+        ConfigError,
         validate_counts,
         validate_sample_config,
         validate_sampling,
     )
 
     validate_sample_config(cfg)
+    if OmegaConf.select(cfg, "guidance.classifier_ckpt", default=None) is not None:
+        raise ConfigError("guidance.classifier_ckpt: evaluate.py sweeps the model's own guidance; "
+                          "score classifier-guided samples with scripts/sample.py (same options)")
     if cfg.get("inspect"):
         validate_counts(cfg, "inspect.num_samples", "inspect.clusters")
     ckpt = load_checkpoint_file(cfg.ckpt)

@@ -137,6 +137,17 @@ def load_checkpoint_file(path: str | os.PathLike, map_location="cpu", mmap: bool
     return checkpoint
 
 
+def load_stage_weights(model, checkpoint: dict, prefix: str, path, what: str) -> None:
+    """Load the ``prefix``-ed entries of a stage checkpoint's state dict (``autoencoder.``,
+    ``classifier.``) into ``model``; CheckpointError (one line) when they do not fit it."""
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: its weights do not fit the {what} its config builds "
+                              f"({str(e).splitlines()[0]})") from e
+
+
 def check_finite_weights(checkpoint: dict, path: str | os.PathLike) -> None:
     """Raise NonFiniteError naming the first weight tensor with NaN/inf values."""
     bad = first_nonfinite(checkpoint.get("state_dict", {}))

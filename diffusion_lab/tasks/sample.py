@@ -38,9 +38,11 @@ def sample(cfg: DictConfig) -> dict:
     num_points = cfg.num_points if points else 0
     sampler = build_sampler(cfg, module.schedule)
     labels = None
-    if module.num_classes > 0:
-        per_class = math.ceil(num_points / module.num_classes) if points else cfg.samples_per_class
-        labels = grid_labels(module.num_classes, per_class)
+    # class-conditional models, and unconditional ones steered by a classifier: every class
+    classes = module.num_classes or (module.classifier_classes if module.classifier_guidance else 0)
+    if classes > 0:
+        per_class = math.ceil(num_points / classes) if points else cfg.samples_per_class
+        labels = grid_labels(classes, per_class)
     start = time.perf_counter()
     x = generate(
         module, sampler, labels=labels, num_samples=num_points or cfg.num_samples, seed=cfg.seed,

@@ -52,13 +52,16 @@ def scatter_row_png(
 
 def line_plot_png(
     xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str = "",
-    marker: str | None = "o",
+    marker: str | None = "o", log_x: bool = False,
 ) -> np.ndarray:
     """One or more curves over a shared x axis as an RGB array (``marker=None``: plain lines,
-    for dense curves)."""
+    for dense curves; ``log_x``: a logarithmic x axis, zeros left out)."""
     fig, (ax,) = _figure((5, 3.5))
     for label, ys in series.items():
-        ax.plot(xs, ys, marker=marker, label=label)
+        pairs = [(x, v) for x, v in zip(xs, ys, strict=True) if not log_x or x > 0]
+        ax.plot([p[0] for p in pairs], [p[1] for p in pairs], marker=marker, label=label)
+    if log_x:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
