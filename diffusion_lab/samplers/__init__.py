@@ -4,7 +4,8 @@
 in 0 (see :mod:`diffusion_lab.discretization`). The last step always returns the denoised mean.
 
 NFE on a grid of n steps: euler, dpmpp_2m, dpmpp_2s, dpmpp_3m, unipc, dpmpp_2m_sde, ddim, ddpm,
-ddpm_large_variance, flow_euler, consistency: n; heun, flow_midpoint: 2n - 1 (``solver_nfe(fn, n)`` reads it; ``count_nfe(D)`` counts
+ddpm_large_variance, flow_euler, consistency: n; heun, flow_midpoint: 2n - 1;
+predictor_corrector: n + corrector_steps (n - 1) (``solver_nfe(fn, n)`` reads it; ``count_nfe(D)`` counts
 calls empirically). Orders on the PF-ODE: euler 1, heun, dpmpp_2m and dpmpp_2s 2, dpmpp_3m 3, unipc p + 1;
 in t on the linear flow path (``samplers/flow.py``): flow_euler 1, flow_midpoint 2.
 """
@@ -16,6 +17,7 @@ from diffusion_lab.samplers.consistency_sampling import consistency
 from diffusion_lab.samplers.ddim_ddpm import ddim, ddpm, ddpm_large_variance
 from diffusion_lab.samplers.dpmpp_sde import dpmpp_2m_sde
 from diffusion_lab.samplers.flow import flow_euler, flow_midpoint
+from diffusion_lab.samplers.langevin import predictor_corrector
 from diffusion_lab.samplers.multistep import dpmpp_3m
 from diffusion_lab.samplers.ode import dpmpp_2m, euler, heun
 from diffusion_lab.samplers.singlestep import dpmpp_2s
@@ -57,6 +59,7 @@ __all__ = [
     "flow_euler",
     "flow_midpoint",
     "heun",
+    "predictor_corrector",
     "solver_nfe",
     "unipc",
 ]

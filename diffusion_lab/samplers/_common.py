@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 from collections.abc import Callable
 
@@ -79,16 +80,19 @@ def with_nfe(formula: Callable[[int], int]):
 
 
 def solver_nfe(solver: Callable, steps: int) -> int:
-    """NFE of ``solver`` (possibly functools.partial'ed) on a grid of ``steps`` steps."""
-    fn = solver
+    """NFE of ``solver`` (possibly functools.partial'ed) on a grid of ``steps`` steps. A formula
+    with keyword parameters (e.g. ``corrector_steps``) gets the partial's values for them."""
+    fn, keywords = solver, {}
     while isinstance(fn, functools.partial):
+        keywords = {**fn.keywords, **keywords}
         fn = fn.func
     formula = getattr(fn, "nfe", None)
     if formula is None:
         raise ValueError(
             f"{getattr(fn, '__name__', fn)!r} does not declare its NFE (use count_nfe)"
         )
-    return int(formula(int(steps)))
+    accepted = list(inspect.signature(formula).parameters)[1:]
+    return int(formula(int(steps), **{k: v for k, v in keywords.items() if k in accepted}))
 
 
 class CountingDenoiser:
