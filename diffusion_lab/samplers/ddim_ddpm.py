@@ -44,13 +44,18 @@ def _run(
     cond: Tensor | None,
     callback: StepCallback | None,
     noise: NoiseFn | None,
+    after_step: Callable[[Tensor, float], Tensor] | None = None,
 ) -> Tensor:
+    """The chain of ``rule``'s steps; ``after_step(x, s')`` (a corrector) runs after each step
+    that does not end at 0."""
     levels = grid(sigmas)
     for i, (s, s_next) in enumerate(itertools.pairwise(levels)):
         d = denoise(denoiser, x, s, cond)
         report(callback, i, s, s_next, x, d)
         ratio, sigma_up = rule(s, s_next) if s_next > 0.0 else (0.0, 0.0)
         x = affine_step(x, d, ratio, sigma_up, noise)
+        if after_step is not None and s_next > 0.0:
+            x = after_step(x, s_next)
     return x
 
 

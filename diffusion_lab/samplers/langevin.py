@@ -26,20 +26,11 @@ The step to sigma = 0 returns D and is not corrected. NFE = n + corrector_steps 
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import Tensor
 
-from diffusion_lab.samplers._common import (
-    affine_step,
-    denoise,
-    grid,
-    report,
-    require_noise,
-    with_nfe,
-)
-from diffusion_lab.samplers.ddim_ddpm import _ddpm_small_rule
+from diffusion_lab.samplers._common import denoise, require_noise, with_nfe
+from diffusion_lab.samplers.ddim_ddpm import _ddpm_small_rule, _run
 from diffusion_lab.types import Denoiser, NoiseFn, StepCallback
 
 __all__ = ["STEP_RULES", "langevin_correct", "predictor_corrector"]
@@ -95,13 +86,10 @@ def predictor_corrector(
     if not snr > 0:
         raise ValueError(f"snr must be > 0, got {snr!r}")
     require_noise(noise, "predictor_corrector")
-    levels = grid(sigmas)
-    for i, (s, s_next) in enumerate(itertools.pairwise(levels)):
-        d = denoise(denoiser, x, s, cond)
-        report(callback, i, s, s_next, x, d)
-        ratio, sigma_up = _ddpm_small_rule(s, s_next) if s_next > 0.0 else (0.0, 0.0)
-        x = affine_step(x, d, ratio, sigma_up, noise)
-        if s_next > 0.0 and corrector_steps:
-            x = langevin_correct(denoiser, x, s_next, cond, noise, int(corrector_steps), snr,
-                                 step_rule)
-    return x
+
+    def correct(x: Tensor, sigma: float) -> Tensor:
+        return langevin_correct(denoiser, x, sigma, cond, noise, int(corrector_steps), snr,
+                                step_rule)
+
+    return _run(_ddpm_small_rule, denoiser, x, sigmas, cond, callback, noise,
+                after_step=correct if corrector_steps else None)
