@@ -21,18 +21,8 @@ from torch import nn
 
 from diffusion_lab.diagnostics.schedule_record import schedule_record
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.types import append_dims
 
 DEFAULT_OPTIMIZER = partial(torch.optim.AdamW, lr=1e-3)
-
-
-def noised(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps for integer timesteps t (B,)."""
-    ab = schedule.alpha_bars.to(x0.device)[t]
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    return (append_dims(ab.sqrt(), x0.ndim).to(x0.dtype) * x0
-            + append_dims((1 - ab).sqrt(), x0.ndim).to(x0.dtype) * eps)
 
 
 class NoisyClassifierModule(L.LightningModule):
@@ -50,7 +40,8 @@ class NoisyClassifierModule(L.LightningModule):
                generator: torch.Generator | None = None) -> dict:
         t = torch.randint(0, self.schedule.num_steps, (x0.shape[0],), device=x0.device,
                           generator=generator)
-        logits = self.classifier(noised(self.schedule, x0, t, generator), t.to(x0.dtype))
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        logits = self.classifier(self.schedule.q_sample(x0, t, eps), t.to(x0.dtype))
         return {"loss": F.cross_entropy(logits, y),
                 "accuracy": (logits.argmax(1) == y).float().mean()}
 

@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from diffusion_lab.noisy_classifier.lit_module import NoisyClassifierModule, noised
+from diffusion_lab.noisy_classifier.lit_module import NoisyClassifierModule
 from diffusion_lab.tasks.build import config_to_dict
 from diffusion_lab.tasks.errors import ConfigError
 from diffusion_lab.tasks.io import atomic_write_json
@@ -84,7 +84,8 @@ def accuracy_by_noise_level(classifier, schedule, datamodule, seed: int = 0) -> 
         for start in range(0, len(x), 500):
             xb, yb = x[start:start + 500], y[start:start + 500]
             tb = torch.full((len(xb),), t, dtype=torch.long)
-            logits = classifier(noised(schedule, xb, tb, g), tb.to(xb.dtype))
+            eps = torch.randn(xb.shape, generator=g, dtype=xb.dtype)
+            logits = classifier(schedule.q_sample(xb, tb, eps), tb.to(xb.dtype))
             right += int((logits.argmax(1) == yb).sum())
         accuracy.append(right / len(x))
     return {"t": steps, "sigma": [float(schedule.sigmas[t]) for t in steps],
