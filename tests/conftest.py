@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,15 @@ def compose_config(config_name: str, overrides: list[str], run_dir: Path):
                 f"paths.output_root={run_dir.parent}",
             ],
         )
+
+
+def refusal_line(script: str, *args: str, cwd: Path) -> str:
+    """Run ``scripts/<script> args`` as a user would; it must refuse with exit status 2. Returns
+    the last line of its stderr, the one-line refusal."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                          capture_output=True, text=True, check=False, cwd=cwd, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    return proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture

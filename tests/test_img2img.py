@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import refusal_line
 from test_validation import write_checkpoint
 
 from diffusion_lab.discretization import LogSNRSpacing
@@ -19,8 +17,6 @@ from diffusion_lab.samplers import dpmpp_2m
 from diffusion_lab.schedules import linear_schedule
 from diffusion_lab.sdedit import sdedit_grid, sdedit_start
 from diffusion_lab.tasks.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_strength_keeps_the_last_share_of_the_grid():
@@ -91,8 +87,6 @@ def test_img2img_refuses_bad_values(make_cfg, tmp_path, override, message):
 
 def test_the_img2img_script_refuses_in_one_line(make_cfg, tmp_path):
     path = write_checkpoint(make_cfg, tmp_path / "model.ckpt")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "img2img.py"), f"ckpt={path}",
-                           "strength=2", f"hydra.run.dir={tmp_path / 'out'}"],
-                          capture_output=True, text=True, check=False, cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: strength must be in (0, 1]")
+    line = refusal_line("img2img.py", f"ckpt={path}", "strength=2",
+                        f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert line.startswith("error: strength must be in (0, 1]")
