@@ -71,6 +71,7 @@ TINY = {
     "interpolate.py": ["pairs=2", "frames=3", "sampler.steps=3"],
     "inpaint.py": ["images=2", "samples_per_image=1", "sampler.steps=3", "resample=2"],
     "img2img.py": ["images=2", "samples_per_image=1", "sampler.steps=3"],
+    "super_resolve.py": ["eval_images=4", "samples_per_image=2", "sampler.steps=2"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }
@@ -82,7 +83,10 @@ REFUSED = {"sampler.steps=2000": "exceeds the 1000 training timesteps",
            "schedule=linear,cosinee": "error: schedule=cosinee: In 'train': Could not find"}
 ONLY_IF_PRESENT = {"hydra.sweeper.n_trials": "hparams_search=",
                    "autoencoder.max_steps": "experiment=mnist5k_latent"}
-NOT_IF_PRESENT = {"eval.enabled": "hparams_search="}
+NOT_IF_PRESENT = {"eval.enabled": "hparams_search=",
+                  # stage=super_resolution has no unconditional sample grid (its own grid instead)
+                  **{f"callbacks.sample_grid.{k}": "stage=super_resolution"
+                     for k in ("every_n_steps", "samples_per_class", "num_samples")}}
 
 
 def readme_commands(text: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 They know nothing of diffusion; see layers.py for the shared embeddings and attention.
 ``EncoderClassifier`` (``forward(x, t) -> logits``) is the time-conditioned classifier of
-classifier guidance, built from the U-Net's encoder blocks.
+classifier guidance, built from the U-Net's encoder blocks. ``LowResConditioned`` wraps a
+backbone to take a low-resolution image as its condition (super-resolution).
 """
 
 from .dit import DiT
@@ -14,6 +15,7 @@ from .layers import (
     TimestepEmbedder,
     timestep_embedding,
 )
+from .low_res_conditioned import LowResConditioned
 from .mlp import MLP
 from .unet import UNet
 
@@ -23,6 +25,7 @@ __all__ = [
     "ClassEmbedding",
     "DiT",
     "EncoderClassifier",
+    "LowResConditioned",
     "SelfAttention",
     "TimestepEmbedder",
     "UNet",

@@ -46,6 +46,9 @@ def adopt_teacher_config(cfg: DictConfig) -> None:
         raise ConfigError(f"distill.teacher_ckpt: {e}") from None
     if teacher.get("distill"):
         raise ConfigError(f"distill.teacher_ckpt: {path} is itself a distilled student")
+    if teacher.get("super_resolution"):
+        raise ConfigError(f"distill.teacher_ckpt: {path} is a super-resolution model "
+                          "(distilling one is not built)")
     with open_dict(cfg):
         for key in TEACHER_SECTIONS:
             cfg[key] = teacher[key]

@@ -159,12 +159,18 @@ class DiffusionModule(L.LightningModule):
     def _cond(self, y: torch.Tensor) -> torch.Tensor | None:
         return y if self.num_classes > 0 else None
 
+    def condition(self, x0: torch.Tensor, y: torch.Tensor, training: bool) -> torch.Tensor | None:
+        """The network's condition for a batch (x0, y): the class ids of a class-conditional
+        model (dropped to the null class with probability ``label_dropout`` in training), None
+        for an unconditional one. Stages conditioned on something else override it."""
+        cond = self._cond(y)
+        if training and cond is not None and self.label_dropout > 0:
+            cond = drop_labels(cond, self.label_dropout, null_class=self.num_classes)
+        return cond
+
     def training_step(self, batch, batch_idx):
         x0, y = batch
-        cond = self._cond(y)
-        if cond is not None and self.label_dropout > 0:
-            cond = drop_labels(cond, self.label_dropout, null_class=self.num_classes)
-        out = self.objective(self.backbone, x0, cond)
+        out = self.objective(self.backbone, x0, self.condition(x0, y, training=True))
         self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=False)
         # a tensor: no host sync here; the one per step is in on_before_optimizer_step
         self._loss_finite = torch.isfinite(out.loss.detach()) & self._loss_finite
@@ -195,7 +201,8 @@ class DiffusionModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x0, y = batch
         g = torch.Generator(device=x0.device).manual_seed(self._val_generator_seed + batch_idx)
-        out = self.objective(self.ema.model, x0, self._cond(y), generator=g)
+        cond = self.condition(x0, y, training=False)
+        out = self.objective(self.ema.model, x0, cond, generator=g)
         self.log("val/loss", out.loss, prog_bar=True, on_epoch=True, batch_size=x0.shape[0])
         return out.loss
 

@@ -29,8 +29,14 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
     weighting = instantiate(cfg.objective.weighting)
     # training timestep draws (timestep_sampling.py); configs without them: U{0..T-1}
     timesteps = instantiate(cfg.objective.timesteps) if cfg.objective.get("timesteps") else None
+    super_resolution = cfg.get("super_resolution")
     with torch.device("meta") if meta else contextlib.nullcontext():
-        backbone = instantiate(cfg.backbone, _convert_="all")
+        if super_resolution:  # stage=super_resolution: the backbone sees [x, up(y)]
+            from diffusion_lab.super_resolution.build import low_res_backbone
+
+            backbone = low_res_backbone(cfg.backbone, super_resolution)
+        else:
+            backbone = instantiate(cfg.backbone, _convert_="all")
     sampler = instantiate(cfg.sampler, _convert_="all")
     optimizer = instantiate(cfg.module.optimizer, _convert_="all")
     module_class, stage_options = DiffusionModule, {}
@@ -38,6 +44,10 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
         from diffusion_lab.distill.build import student_options
 
         module_class, stage_options = student_options(cfg.distill)
+    elif super_resolution:
+        from diffusion_lab.super_resolution.module import SuperResolutionModule
+
+        module_class, stage_options = SuperResolutionModule, {"factor": super_resolution.factor}
     module = module_class(
         backbone=backbone,
         schedule=schedule,
@@ -172,16 +182,26 @@ def stored_config(ckpt: dict, path="checkpoint") -> DictConfig:
 
 
 def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint",
-                           autoencoder: str | None = None, latent_scale=None) -> DiffusionModule:
+                           autoencoder: str | None = None, latent_scale=None,
+                           super_resolution: bool = False) -> DiffusionModule:
     """Rebuild the module a checkpoint was trained with and load its weights; a latent model
     gets its decoder back (``latent/codec.py``: ``autoencoder`` and ``latent_scale`` are checked
-    against what the checkpoint stores, never silently used).
+    against what the checkpoint stores, never silently used). A super-resolution model
+    (stage=super_resolution) samples from low-resolution images: only callers that give them
+    (``super_resolution=True``) get one, the others a ConfigError naming super_resolve.py.
 
     Raises CheckpointError, one line naming the mismatch, when the weights do not fit the
     model the stored config builds, or hold NaN/inf, or the config names a class that is not
     the project's own.
     """
     train_cfg = stored_config(ckpt, path)
+    if bool(train_cfg.get("super_resolution")) != super_resolution:
+        raise ConfigError(
+            f"{path} is a super-resolution model (stage=super_resolution): it samples from "
+            f"low-resolution images; use scripts/super_resolve.py ckpt={path}"
+            if not super_resolution else
+            f"{path} is not a super-resolution model (train one with scripts/train.py "
+            "stage=super_resolution)")
     try:
         module = build_module(train_cfg)
     except Exception as e:  # Hydra wraps the constructor's own error

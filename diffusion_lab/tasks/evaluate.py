@@ -44,6 +44,8 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
     With ``distributed`` every rank of the process group calls it and generates its share of
     the samples (the same set as one process would); rank 0 scores them, the others get {}.
     """
+    if getattr(module, "super_resolve", None) is not None:  # stage=super_resolution
+        return _evaluate_super_resolution(module, datamodule, cfg, run_dir, distributed)
     if why_not_judgeable(datamodule):
         return {}
     if module.num_classes == 0:
@@ -62,6 +64,20 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
     save_grid(x[keep], run_dir / f"eval_samples_w{w:g}.png", nrow=per_class,
               upscale=max(1, 32 // x.shape[-1]))
     return result
+
+
+def _evaluate_super_resolution(module, datamodule, cfg: DictConfig, run_dir: Path,
+                               distributed: bool) -> dict:
+    """A super-resolution model's report (``tasks/super_resolve.py``), drawn on rank 0."""
+    from diffusion_lab.tasks.super_resolve import evaluate_super_resolution
+
+    if distributed and process_group_size()[0] != 0:
+        return {}
+    sr = cfg.super_resolution
+    return evaluate_super_resolution(
+        module, datamodule, images=sr.eval_images, samples_per_image=sr.samples_per_image,
+        seed=cfg.eval.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
+        dataset_name=cfg.data.name)
 
 
 def evaluate_unconditional(module, datamodule, cfg: DictConfig, run_dir: Path,

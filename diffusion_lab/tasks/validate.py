@@ -144,6 +144,10 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"resume must be auto or false, got {_get(cfg, 'resume')!r}")
     if _get(cfg, "module.optimizer.lr") == 0:
         raise ConfigError("module.optimizer.lr must be > 0, got 0")
+    if cfg.get("super_resolution"):
+        from diffusion_lab.tasks.super_resolve import validate_super_resolution_config
+
+        validate_super_resolution_config(cfg)
 
     with refused_as_config_error():
         module = build_module(cfg, meta=True)

@@ -1,0 +1,245 @@
+"""Super-resolution diffusion: the conditional sampler against the exact posterior of Gaussian
+data, the report's scores against their closed forms, the low-res-conditioned backbone, and the
+stage from the command line (training, its report, super_resolve.py with another sampler, the
+refusals)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_config, refusal_line
+
+from diffusion_lab.backbones import UNet
+from diffusion_lab.backbones.low_res_conditioned import LowResConditioned
+from diffusion_lab.data.digits import digits
+from diffusion_lab.discretization import LogSNRSpacing
+from diffusion_lab.sampler_spec import SamplerSpec
+from diffusion_lab.samplers.ode import dpmpp_2m
+from diffusion_lab.schedules import cosine_schedule
+from diffusion_lab.super_resolution.degradation import (
+    block_detail,
+    downsample,
+    upsample_bicubic,
+    upsample_nearest,
+)
+from diffusion_lab.super_resolution.evaluation import (
+    calibration,
+    consistency_rms,
+    psnr,
+    super_resolution_report,
+)
+from diffusion_lab.super_resolution.oracle import GaussianSuperResolutionOracle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _oracle(factor: int = 2, var: float = 0.2) -> GaussianSuperResolutionOracle:
+    mean = 0.3 * torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(0),
+                             dtype=torch.float64)
+    return GaussianSuperResolutionOracle(mean, var, factor)
+
+
+def test_the_degradation_and_its_inverse():
+    x = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = downsample(x, 4)
+    assert y.shape == (3, 2, 2, 2)
+    assert torch.allclose(y[0, 1, 1, 0], x[0, 1, 4:8, 0:4].mean())
+    assert torch.allclose(downsample(upsample_nearest(y, 4), 4), y)  # A A^+ = I
+    assert torch.allclose(downsample(block_detail(x, 4), 4), torch.zeros_like(y), atol=1e-6)
+
+
+def _sample_with(denoiser, y: torch.Tensor, n: int, steps: int = 100) -> torch.Tensor:
+    spec = SamplerSpec(dpmpp_2m, LogSNRSpacing(), steps)
+    cond = y.expand(n, *y.shape[1:]).clone()
+    return spec.sample(denoiser, cosine_schedule(1000), (n, 1, 4, 4), cond=cond, seed=3)
+
+
+def test_conditional_sampling_with_the_exact_denoiser_draws_the_exact_posterior():
+    """x0 ~ N(m, v I), y = A x0: p(x0 | y) = N(A^+ y + (I - P) m, v (I - P)); a wrong gain
+    (v / (v + sigma) for v / (v + sigma^2)) or a dropped A^+ y fails by far more than the
+    tolerances."""
+    oracle = _oracle()
+    y = oracle.observe(oracle.sample_data(1, torch.Generator().manual_seed(2))).float()
+    x = _sample_with(oracle.denoise, y, 4000).double()
+    assert consistency_rms(x, y.double().expand(len(x), -1, -1, -1), 2) < 1e-3
+    assert (x.mean(0) - oracle.posterior_mean(y.double())[0]).abs().max() < 0.04
+    var = x.var(0)
+    assert torch.allclose(var, torch.full_like(var, oracle.posterior_pixel_var), rtol=0.1)
+    assert abs(float(var.mean()) / oracle.posterior_pixel_var - 1) < 0.03
+
+    def wrong_gain(x_, sigma, cond):
+        s = torch.as_tensor(sigma, dtype=x_.dtype).reshape(-1, 1, 1, 1)
+        guess = oracle.mean + oracle.var / (oracle.var + s) * (x_ - oracle.mean)
+        return upsample_nearest(cond.to(x_.dtype), 2) + block_detail(guess, 2)
+
+    bad = _sample_with(wrong_gain, y, 2000).double()
+    assert abs(float(bad.var(0).mean()) / oracle.posterior_pixel_var - 1) > 0.2
+
+
+def test_psnr_consistency_and_calibration_against_their_closed_forms():
+    truth = torch.zeros(5, 1, 4, 4)
+    assert psnr(truth + 0.2, truth) == pytest.approx(10 * torch.log10(torch.tensor(100.0)).item())
+    y = downsample(torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(4)), 2)
+    assert consistency_rms(upsample_nearest(y, 2), y, 2) < 1e-7
+    assert consistency_rms(upsample_bicubic(y, 2), y, 2) > 1e-3  # bicubic is not consistent
+    # calibration: 1 for exact posterior samples, (K + 1) / (2K) for K identical ones
+    oracle, k = _oracle(), 4
+    x0 = oracle.sample_data(3000, torch.Generator().manual_seed(5))
+    yy = oracle.observe(x0)
+    noise = torch.randn(k * len(x0), *x0.shape[1:], generator=torch.Generator().manual_seed(6),
+                        dtype=x0.dtype)  # (I - P) n ~ N(0, I - P): exact posterior draws below
+    exact = oracle.posterior_mean(yy) + oracle.var ** 0.5 * block_detail(noise, 2).reshape(
+        k, *x0.shape)
+    assert calibration(exact, x0) == pytest.approx(1.0, abs=0.03)
+    same = oracle.posterior_mean(yy).expand(k, *x0.shape)
+    assert calibration(same, x0) == pytest.approx((k + 1) / (2 * k), abs=1e-9)
+    too_narrow = oracle.posterior_mean(yy) + 0.5 * (exact - oracle.posterior_mean(yy))
+    assert calibration(too_narrow, x0) < 0.8
+
+
+def test_the_report_ranks_the_posterior_mean_first_in_psnr_on_exact_samples():
+    oracle, k = _oracle(), 4
+    x0 = oracle.sample_data(300, torch.Generator().manual_seed(7)).float()
+    y = oracle.observe(x0)
+    spec = SamplerSpec(dpmpp_2m, LogSNRSpacing(), 15)
+    samples = torch.stack([spec.sample(oracle.denoise, cosine_schedule(1000), tuple(x0.shape),
+                                       cond=y, seed=0, indices=range(j * 300, (j + 1) * 300))
+                           for j in range(k)])
+    report = super_resolution_report(x0, y, samples, 2)
+    assert report["sr_psnr_mean"] > report["sr_psnr_sample"] + 1.5  # ~ +10 log10(2K/(K+1))
+    assert report["sr_consistency_sample"] < 1e-3 < report["sr_consistency_bicubic"]
+    assert report["sr_calibration"] == pytest.approx(1.0, abs=0.08)
+    assert report["sr_sample_std"] == pytest.approx(oracle.posterior_pixel_var ** 0.5, rel=0.1)
+
+
+def test_the_backbone_sees_the_low_resolution_image():
+    torch.manual_seed(0)
+    net = UNet(image_size=8, in_channels=2, out_channels=1, base_channels=16, channel_mult=(1, 2),
+               num_res_blocks=1, attention_resolutions=(), groups=8)
+    for p in net.parameters():  # the zero-initialised head would hide the condition
+        p.data.normal_(0, 0.1)
+    model = LowResConditioned(net, factor=2)
+    assert model.in_channels == 1 and model.low_res_shape == (1, 4, 4)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([10.0, 500.0])
+    y1, y2 = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    assert (model(x, t, y1) - model(x, t, y2)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="low-resolution images"):
+        model(x, t, None)
+    with pytest.raises(ValueError, match="low-resolution images"):
+        model(x, t, torch.randn(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="2 C input channels"):
+        LowResConditioned(UNet(image_size=8, in_channels=1, base_channels=16, groups=8,
+                               channel_mult=(1, 2), attention_resolutions=()), 2)
+    with pytest.raises(ValueError, match="not divisible"):
+        LowResConditioned(net, 3)
+
+
+# ---------------------------------------------------------------- the stage, end to end
+TINY = ["stage=super_resolution", "logger=csv", "backbone.base_channels=16",
+        "backbone.num_res_blocks=1", "backbone.attention_resolutions=[]",
+        "trainer.enable_progress_bar=false", "trainer.val_check_interval=100",
+        "callbacks.super_resolution_grid.every_n_steps=150", "super_resolution.eval_images=100",
+        "module.warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """4x4 -> 8x8 digits, 600 steps (~45 s on 2 cores)."""
+    from diffusion_lab.tasks.train import train
+
+    root = tmp_path_factory.mktemp("super_resolution")
+    os.environ.setdefault("DIFFUSION_LAB_CACHE", str(root / "cache"))
+    run_dir = root / "out" / "run"
+    metrics = train(compose_config("train", [*TINY, "trainer.max_steps=600"], run_dir))
+    return metrics, run_dir
+
+
+@pytest.mark.slow
+def test_the_stage_trains_a_model_that_uses_the_low_resolution_image(trained):
+    metrics, run_dir = trained
+    report = json.loads((run_dir / "super_resolution.json").read_text())
+    assert report["sr_images"] == 100 and report["sr_samples_per_image"] == 4
+    for key in ("sr_psnr_bicubic", "sr_psnr_mean", "sr_psnr_sample", "sr_fid_sample",
+                "sr_accuracy_sample", "sr_calibration"):
+        assert key in metrics and report[key] == metrics[key]
+    # after 600 steps the samples already agree with their low-resolution image better than
+    # bicubic interpolation does, recover more of the image and of the digit, and the mean of
+    # the samples beats one sample in PSNR (the posterior has spread)
+    assert report["sr_consistency_sample"] < 0.8 * report["sr_consistency_bicubic"]
+    assert report["sr_psnr_mean"] > report["sr_psnr_bicubic"] + 3
+    assert report["sr_accuracy_mean"] > report["sr_accuracy_bicubic"] + 0.1
+    assert report["sr_psnr_mean"] > report["sr_psnr_sample"]
+    assert report["sr_sample_std"] > 0.01
+    assert (run_dir / "super_resolution.png").stat().st_size > 0
+    grids = sorted(p.name for p in (run_dir / "media" / "super_resolution_grid").glob("*.png"))
+    assert grids == ["step0000150.png", "step0000300.png", "step0000450.png", "step0000600.png"]
+
+
+@pytest.mark.slow
+def test_samples_follow_their_own_low_resolution_image(trained):
+    from diffusion_lab.tasks.build import module_from_checkpoint
+    from diffusion_lab.tasks.io import load_checkpoint_file
+
+    _, run_dir = trained
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    module = module_from_checkpoint(load_checkpoint_file(ckpt), path=ckpt, super_resolution=True)
+    images = digits().x[:64]
+    low = module.low_res(images)
+    out = module.super_resolve(low, sampler=SamplerSpec(dpmpp_2m, LogSNRSpacing(), 10), seed=0)
+    shuffled = low.roll(1, 0)  # every image given another one's low-res version
+    assert consistency_rms(out, low, 2) < 0.5 * consistency_rms(out, shuffled, 2)
+    with pytest.raises(ValueError, match="super_resolve"):
+        module.sample(4)
+
+
+@pytest.mark.slow
+def test_super_resolve_py_rejudges_the_checkpoint_with_another_sampler(trained, tmp_path):
+    from diffusion_lab.tasks.super_resolve import super_resolve
+
+    _, run_dir = trained
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    out = tmp_path / "sr"
+    report = super_resolve(compose_config(
+        "super_resolve", [f"ckpt={ckpt}", "sampler=ddim", "sampler.steps=5", "eval_images=30",
+                          "samples_per_image=2", "seed=7"], out))
+    saved = json.loads((out / "super_resolution.json").read_text())
+    assert saved["sr_images"] == 30 and saved["steps"] == 5 and saved["sr_seed"] == 7
+    assert saved["sr_psnr_sample"] == report["sr_psnr_sample"]
+    assert (out / "super_resolution.png").is_file()
+
+
+@pytest.mark.slow
+def test_other_scripts_refuse_a_super_resolution_checkpoint_and_back(trained, tmp_path,
+                                                                       make_cfg):
+    from test_validation import write_checkpoint
+
+    _, run_dir = trained
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    for script in ("sample.py", "evaluate.py"):
+        line = refusal_line(script, f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / script}",
+                            cwd=tmp_path)
+        assert "is a super-resolution model" in line and "super_resolve.py" in line, line
+    plain = write_checkpoint(make_cfg, tmp_path / "plain.ckpt")
+    line = refusal_line("super_resolve.py", f"ckpt={plain}", f"hydra.run.dir={tmp_path / 'p'}",
+                        cwd=tmp_path)
+    assert "is not a super-resolution model" in line, line
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["super_resolution.factor=3"], "not divisible"),
+    (["super_resolution.factor=1"], "integer >= 2"),
+    (["super_resolution.upsample=lanczos"], "super_resolution.upsample"),
+    (["data=toy2d"], "points"),
+    (["backbone=mlp"], "image backbone"),
+    (["backbone.num_classes=10"], "not on classes"),
+    (["autoencoder=kl_f4"], "pixel space"),
+    (["super_resolution.samples_per_image=0"], "samples_per_image"),
+])
+def test_bad_stage_settings_are_one_line_and_exit_2(overrides, expected, tmp_path):
+    line = refusal_line("train.py", "stage=super_resolution", *overrides,
+                        f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert expected in line, line
