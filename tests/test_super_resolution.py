@@ -197,6 +197,20 @@ def test_samples_follow_their_own_low_resolution_image(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("override,says", [("super_resolution.factor=4", "factor 4"),
+                                           ("super_resolution.upsample=nearest", "nearest")])
+def test_resuming_with_another_factor_or_upsampling_is_refused(trained, override, says, tmp_path):
+    from diffusion_lab.tasks.build import build_module, check_checkpoint_fits
+    from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file
+
+    _, run_dir = trained
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    other = build_module(compose_config("train", [*TINY, override], tmp_path / "r"))
+    with pytest.raises(CheckpointError, match=says):
+        check_checkpoint_fits(other, load_checkpoint_file(ckpt), ckpt, "this run's config")
+
+
+@pytest.mark.slow
 def test_super_resolve_py_rejudges_the_checkpoint_with_another_sampler(trained, tmp_path):
     from diffusion_lab.tasks.super_resolve import super_resolve
 
@@ -210,6 +224,55 @@ def test_super_resolve_py_rejudges_the_checkpoint_with_another_sampler(trained, 
     assert saved["sr_images"] == 30 and saved["steps"] == 5 and saved["sr_seed"] == 7
     assert saved["sr_psnr_sample"] == report["sr_psnr_sample"]
     assert (out / "super_resolution.png").is_file()
+
+
+@pytest.mark.slow
+def test_super_resolve_py_takes_the_users_own_low_resolution_images(trained, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from diffusion_lab.tasks.super_resolve import super_resolve
+
+    _, run_dir = trained
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    low = downsample(digits().x[:6], 2)  # 6 low-resolution digits, as a base model would draw
+    np.savez(tmp_path / "base_samples.npz", x=low.numpy())
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(low[:3]):
+        pixels = ((image[0] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        Image.fromarray(pixels, mode="L").save(folder / f"{i}.png")
+    Image.fromarray(pixels, mode="L").resize((12, 12), Image.NEAREST).save(tmp_path / "big.png")
+    runs = {}
+    for name, source, count in [("npz", tmp_path / "base_samples.npz", 6), ("folder", folder, 3),
+                                ("file", tmp_path / "big.png", 1)]:
+        out = tmp_path / name
+        report = super_resolve(compose_config(
+            "super_resolve", [f"ckpt={ckpt}", f"input={source}", "samples_per_image=2",
+                              "sampler.steps=8"], out))
+        saved = np.load(out / "super_resolved.npz")
+        assert saved["samples"].shape == (2, count, 1, 8, 8) and report["sr_images"] == count
+        assert report["sr_consistency_sample"] < 0.2 and (out / "super_resolution.png").is_file()
+        runs[name] = saved
+    np.testing.assert_allclose(runs["folder"]["low_res"], low[:3].numpy(), atol=1 / 127.5)
+    # an image drawn larger (12x12) is resized to the model's 4x4
+    assert np.abs(runs["file"]["low_res"][0] - low[2].numpy()).mean() < 0.15
+
+
+@pytest.mark.slow
+def test_bad_input_images_are_one_line_and_exit_2(trained, tmp_path):
+    import numpy as np
+
+    _, run_dir = trained
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    np.savez(tmp_path / "big.npz", x=np.zeros((2, 1, 8, 8), np.float32))
+    np.savez(tmp_path / "range.npz", x=np.full((2, 1, 4, 4), 3.0, np.float32))
+    for source, says in [(tmp_path / "big.npz", "super-resolves 1x4x4"),
+                         (tmp_path / "range.npz", "outside [-1, 1]"),
+                         (tmp_path / "missing", "no such file")]:
+        line = refusal_line("super_resolve.py", f"ckpt={ckpt}", f"input={source}",
+                            f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+        assert line.startswith("error: input:") and says in line, line
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ from diffusion_lab.data.download import DatasetNotFoundError
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
 )
-_MODES = {1: "L", 3: "RGB"}
+COLOR_MODES = {1: "L", 3: "RGB"}
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -75,7 +75,7 @@ def image_folder(
     """Load a folder of images as ``(N, channels, image_size, image_size)`` in [-1, 1]."""
     root = Path(root)
     name = f"image_folder({root})"
-    if channels not in _MODES:
+    if channels not in COLOR_MODES:
         raise ValueError(f"{name}: channels must be 1 or 3, got {channels}")
     if image_size < 1:
         raise ValueError(f"{name}: image_size must be >= 1, got {image_size}")
@@ -98,7 +98,7 @@ def image_folder(
     candidates = [(f, k) for f, k in labelled if f.suffix.lower() in exts]
     not_images = [f for f, _ in labelled if f.suffix.lower() not in exts]
 
-    mode = _MODES[channels]
+    mode = COLOR_MODES[channels]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = list(pool.map(lambda fk: _try_load(fk[0], image_size, mode), candidates))
     good = [i for i, r in enumerate(results) if isinstance(r, np.ndarray)]

@@ -117,11 +117,11 @@ def super_resolution_report(truth: Tensor, low_res: Tensor, samples: Tensor, fac
     return report
 
 
-def comparison_grid(truth: Tensor, low_res: Tensor, samples: Tensor, factor: int,
+def comparison_grid(truth: Tensor | None, low_res: Tensor, samples: Tensor, factor: int,
                     max_images: int = 8, max_samples: int = 4) -> tuple[Tensor, int]:
     """(images, columns): per image one row of low-res (blocks), bicubic, posterior mean,
-    up to ``max_samples`` samples and the truth."""
-    n, k = min(max_images, truth.shape[0]), min(max_samples, samples.shape[0])
+    up to ``max_samples`` samples and the truth (when there is one)."""
+    n, k = min(max_images, low_res.shape[0]), min(max_samples, samples.shape[0])
     columns = [upsample_nearest(low_res[:n], factor), upsample_bicubic(low_res[:n], factor),
-               samples[:, :n].mean(0), *samples[:k, :n], truth[:n]]
+               samples[:, :n].mean(0), *samples[:k, :n], *([] if truth is None else [truth[:n]])]
     return torch.stack(columns, 1).flatten(0, 1), len(columns)

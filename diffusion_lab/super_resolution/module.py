@@ -36,7 +36,10 @@ class SuperResolutionModule(DiffusionModule):
         return self.low_res(x0)
 
     def model_facts(self) -> dict:
-        return {**super().model_facts(), "super_resolution_factor": self.factor}
+        """The diffusion model's facts and the task's: the same weights trained for another
+        factor or upsampling would load without a shape error and answer the wrong question."""
+        return {**super().model_facts(), "super_resolution_factor": self.factor,
+                "super_resolution_upsample": self.backbone.upsample}
 
     def sample(self, *args, **kwargs):
         raise ValueError("a super-resolution model samples a high-resolution image for a "

@@ -228,6 +228,8 @@ _FACTS = {  # what DiffusionModule.model_facts() records, as a user reads it
     "backbone": lambda v: f"backbone {v}",
     "sample_shape": lambda v: f"data of shape {'x'.join(map(str, v))}",
     "num_classes": lambda v: f"{v} classes",
+    "super_resolution_factor": lambda v: f"super-resolution by a factor {v}",
+    "super_resolution_upsample": lambda v: f"super-resolution from {v}-upsampled images",
 }
 
 
@@ -239,7 +241,7 @@ def check_checkpoint_fits(module: DiffusionModule, ckpt: dict, path, built_from:
     """Raise CheckpointError when ``ckpt`` cannot be loaded into ``module`` (built from ``built_from``)."""
     saved, mine = ckpt.get("diffusion_lab_model") or {}, module.model_facts()
     for key, say in _FACTS.items():
-        if key in saved and _plain(saved[key]) != _plain(mine[key]):
+        if key in saved and _plain(saved[key]) != _plain(mine.get(key)):
             raise CheckpointError(
                 f"{path} was trained on {say(saved[key])}, but {built_from} builds a model "
                 f"for {say(mine[key])}"
