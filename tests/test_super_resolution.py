@@ -208,6 +208,10 @@ def test_resuming_with_another_factor_or_upsampling_is_refused(trained, override
     other = build_module(compose_config("train", [*TINY, override], tmp_path / "r"))
     with pytest.raises(CheckpointError, match=says):
         check_checkpoint_fits(other, load_checkpoint_file(ckpt), ckpt, "this run's config")
+    plain = build_module(compose_config(  # the same network without the stage
+        "train", [o for o in TINY if "super_resolution" not in o], tmp_path / "p"))
+    with pytest.raises(CheckpointError, match="trained on backbone LowResConditioned"):
+        check_checkpoint_fits(plain, load_checkpoint_file(ckpt), ckpt, "this run's config")
 
 
 @pytest.mark.slow
@@ -235,8 +239,9 @@ def test_super_resolve_py_takes_the_users_own_low_resolution_images(trained, tmp
 
     _, run_dir = trained
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    low = downsample(digits().x[:6], 2)  # 6 low-resolution digits, as a base model would draw
-    np.savez(tmp_path / "base_samples.npz", x=low.numpy())
+    data = digits()
+    low = downsample(data.x[:6], 2)  # 6 low-resolution digits, as a base model would draw
+    np.savez(tmp_path / "base_samples.npz", x=low.numpy(), labels=data.y[:6].numpy())
     folder = tmp_path / "pngs"
     folder.mkdir()
     for i, image in enumerate(low[:3]):
@@ -254,6 +259,9 @@ def test_super_resolve_py_takes_the_users_own_low_resolution_images(trained, tmp
         assert saved["samples"].shape == (2, count, 1, 8, 8) and report["sr_images"] == count
         assert report["sr_consistency_sample"] < 0.2 and (out / "super_resolution.png").is_file()
         runs[name] = saved
+        # labelled input (a class-conditional base model's samples): judged as sample.py judges
+        assert ("sample_accuracy" in report) == (name == "npz")
+    assert runs["npz"]["labels"].tolist() == data.y[:6].tolist()
     np.testing.assert_allclose(runs["folder"]["low_res"], low[:3].numpy(), atol=1 / 127.5)
     # an image drawn larger (12x12) is resized to the model's 4x4
     assert np.abs(runs["file"]["low_res"][0] - low[2].numpy()).mean() < 0.15

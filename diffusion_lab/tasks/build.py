@@ -242,9 +242,10 @@ def check_checkpoint_fits(module: DiffusionModule, ckpt: dict, path, built_from:
     saved, mine = ckpt.get("diffusion_lab_model") or {}, module.model_facts()
     for key, say in _FACTS.items():
         if key in saved and _plain(saved[key]) != _plain(mine.get(key)):
+            theirs = say(mine[key]) if key in mine else f"no {say(saved[key])}"
             raise CheckpointError(
                 f"{path} was trained on {say(saved[key])}, but {built_from} builds a model "
-                f"for {say(mine[key])}"
+                f"for {theirs}"
             )
     own, theirs = module.state_dict(), ckpt["state_dict"]
     for key, value in theirs.items():

@@ -108,13 +108,18 @@ def super_resolve(cfg: DictConfig) -> dict:
     sampler = build_sampler(cfg, module.schedule)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    datamodule = datamodule_from_checkpoint(ckpt)
+    dataset_name = ckpt["diffusion_lab_config"]["data"]["name"]
     if cfg.get("input"):
-        return super_resolve_input(module, cfg, sampler, run_dir)
+        from diffusion_lab.evaluation import SampleJudge, why_not_judgeable
+
+        judge = None if why_not_judgeable(datamodule) else SampleJudge.for_data(
+            datamodule, cfg.paths.cache_dir, dataset_name)
+        return super_resolve_input(module, cfg, sampler, run_dir, judge)
     report = evaluate_super_resolution(
-        module, datamodule_from_checkpoint(ckpt), images=cfg.eval_images,
-        samples_per_image=cfg.samples_per_image, seed=cfg.seed, run_dir=run_dir,
-        cache_dir=cfg.paths.cache_dir, dataset_name=ckpt["diffusion_lab_config"]["data"]["name"],
-        sampler=sampler, batch_size=cfg.batch_size)
+        module, datamodule, images=cfg.eval_images, samples_per_image=cfg.samples_per_image,
+        seed=cfg.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
+        dataset_name=dataset_name, sampler=sampler, batch_size=cfg.batch_size)
     report.update({"checkpoint": str(cfg.ckpt), "global_step": ckpt.get("global_step"),
                    "sampler": OmegaConf.select(cfg, "sampler.solver._target_", default=None),
                    "steps": sampler.steps})
@@ -127,10 +132,11 @@ def super_resolve(cfg: DictConfig) -> dict:
 
 
 def read_low_res(path, shape: tuple[int, int, int]):
-    """The low-resolution images of ``input=PATH`` as (N, C, h, w) in [-1, 1]: an ``.npz`` whose
-    ``x`` holds them already at the model's low resolution (what ``scripts/sample.py`` writes:
-    a base model's samples, the first stage of a cascade), one image file, or a folder of image
-    files (decoded, converted to the model's channels, resized and centre-cropped to h x w)."""
+    """(images, labels) of ``input=PATH``: (N, C, h, w) in [-1, 1], and the class of each when
+    the file says it (else None). An ``.npz`` whose ``x`` holds them already at the model's low
+    resolution (what ``scripts/sample.py`` writes: a base model's samples with their ``labels``,
+    the first stage of a cascade), one image file, or a folder of image files (decoded,
+    converted to the model's channels, resized and centre-cropped to h x w)."""
     import numpy as np
     import torch
 
@@ -146,6 +152,7 @@ def read_low_res(path, shape: tuple[int, int, int]):
                 raise ConfigError(f"input: {path} holds no array 'x' (scripts/sample.py "
                                   "writes one)")
             x = torch.from_numpy(np.asarray(arrays["x"], dtype=np.float32))
+            labels = np.asarray(arrays["labels"]) if "labels" in arrays else np.zeros(0)
         if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
             raise ConfigError(f"input: {path} holds images of shape {tuple(x.shape[1:])}; the "
                               f"model super-resolves {c}x{h}x{w} images")
@@ -153,29 +160,34 @@ def read_low_res(path, shape: tuple[int, int, int]):
             raise ConfigError(f"input: {path} holds no images")
         if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 1.001:
             raise ConfigError(f"input: {path} holds values outside [-1, 1] (or NaN/inf)")
-        return x.clamp(-1, 1)
+        labelled = labels.shape == (len(x),) and np.issubdtype(labels.dtype, np.integer)
+        return x.clamp(-1, 1), torch.from_numpy(labels).long() if labelled else None
     try:
         if path.is_dir():
-            return image_folder(path, image_size=h, channels=c, class_subfolders=False).x
+            return image_folder(path, image_size=h, channels=c, class_subfolders=False).x, None
         pixels = load_image(path, h, COLOR_MODES[c]).reshape(h, w, c)
     except (OSError, ValueError) as e:
         raise ConfigError(f"input: {e}") from None
-    return torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1, None
 
 
-def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path) -> dict:
+def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path, judge=None) -> dict:
     """``input=PATH``: super-resolve the user's low-resolution images (no truth to score
-    against): ``super_resolved.npz`` (``samples`` (K, N, C, H, W), ``low_res``), the grid, and
-    the samples' consistency with their input and spread in ``super_resolution.json``."""
+    against): ``super_resolved.npz`` (``samples`` (K, N, C, H, W), ``low_res``, ``labels``), the
+    grid, and the samples' consistency with their input and spread in
+    ``super_resolution.json``. Labelled input (a class-conditional base model's samples) is
+    also judged as sample.py judges samples, by the high-resolution data's classifier
+    (``judge``): accuracy on the base model's class and FID of the first sample of each."""
     import numpy as np
 
+    from diffusion_lab.metrics.fid import bootstrap_fid_sd, extract_features
     from diffusion_lab.super_resolution.evaluation import (
         comparison_grid,
         consistency_rms,
         super_resolve_all,
     )
 
-    low_res = read_low_res(cfg.input, module.backbone.low_res_shape)
+    low_res, labels = read_low_res(cfg.input, module.backbone.low_res_shape)
     start = time.perf_counter()
     samples = super_resolve_all(module, low_res, samples_per_image=cfg.samples_per_image,
                                 seed=cfg.seed, sampler=sampler, batch_size=cfg.batch_size,
@@ -183,7 +195,8 @@ def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path) -> dict
                                          f"{cfg.samples_per_image})")
     seconds = time.perf_counter() - start
     np.savez_compressed(run_dir / "super_resolved.npz", samples=samples.numpy(),
-                        low_res=low_res.numpy())
+                        low_res=low_res.numpy(),
+                        labels=np.zeros(0, np.int64) if labels is None else labels.numpy())
     grid, columns = comparison_grid(None, low_res, samples, module.factor, len(low_res))
     save_grid(grid, run_dir / "super_resolution.png", nrow=columns,
               upscale=max(1, 32 // samples.shape[-1]))
@@ -195,6 +208,12 @@ def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path) -> dict
                                            for s in samples) / len(samples)}
     if len(samples) > 1:
         report["sr_sample_std"] = float(samples.double().std(0).mean())
+    if judge is not None and labels is not None and len(low_res) >= 2:
+        features = extract_features(judge.features, samples[0])
+        report.update({"sample_accuracy": judge.accuracy(samples[0], labels),
+                       "fid_classifier": judge.fid(samples[0]),
+                       "fid_classifier_bootstrap_sd": bootstrap_fid_sd(features, judge.real_stats),
+                       "sample_count": len(low_res)})
     atomic_write_json(report, run_dir / "super_resolution.json")
     print(f"super-resolved {len(low_res)} images of {cfg.input} x {cfg.samples_per_image} "
           f"({sampler.nfe} NFE each, {seconds:.1f}s) -> {run_dir / 'super_resolved.npz'}")
