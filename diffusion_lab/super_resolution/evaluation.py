@@ -33,8 +33,6 @@ from diffusion_lab.super_resolution.degradation import (
 )
 from diffusion_lab.utils.progress import progress_bar
 
-METHODS = ("bicubic", "mean", "sample")
-
 
 def heldout_images(datamodule, count: int) -> tuple[Tensor, Tensor]:
     """(x, y) of ``count`` images of the validation split (the training split when there is

@@ -52,10 +52,18 @@ def validate_super_resolution_config(cfg: DictConfig) -> None:
             raise ConfigError(f"super_resolution.{key} must be an integer >= 1, got {value!r}")
 
 
+def data_judge(datamodule, cache_dir, dataset_name: str):
+    """The data classifier's judge of ``datamodule``'s images, or None for unlabelled data."""
+    from diffusion_lab.evaluation import SampleJudge, why_not_judgeable
+
+    if why_not_judgeable(datamodule):
+        return None
+    return SampleJudge.for_data(datamodule, cache_dir, dataset_name)
+
+
 def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_image: int,
                               seed: int, run_dir: Path, cache_dir, dataset_name: str,
                               sampler=None, batch_size: int = 500) -> dict:
-    from diffusion_lab.evaluation import SampleJudge, why_not_judgeable
     from diffusion_lab.super_resolution.evaluation import (
         comparison_grid,
         heldout_images,
@@ -71,9 +79,7 @@ def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_im
                                 sampler=spec, batch_size=batch_size,
                                 progress=f"super-resolution ({len(x)} images x {samples_per_image})")
     seconds = time.perf_counter() - start
-    judge = None
-    if not why_not_judgeable(datamodule):
-        judge = SampleJudge.for_data(datamodule, cache_dir, dataset_name)
+    judge = data_judge(datamodule, cache_dir, dataset_name)
     report = super_resolution_report(x, low_res, samples, module.factor, judge=judge, labels=y)
     report.update({"sr_factor": module.factor, "sr_seed": seed, "sr_nfe_per_sample": spec.nfe,
                    "sr_seconds": round(seconds, 2)})
@@ -94,12 +100,14 @@ def super_resolve(cfg: DictConfig) -> dict:
     from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
     from diffusion_lab.tasks.io import load_checkpoint_file
     from diffusion_lab.tasks.schedule_check import check_schedule_agreement
-    from diffusion_lab.tasks.validate import check_finite, validate_counts, validate_sampling
+    from diffusion_lab.tasks.validate import (
+        validate_counts,
+        validate_sample_config,
+        validate_sampling,
+    )
 
-    check_finite(cfg)
-    validate_counts(cfg, "eval_images", "samples_per_image", "batch_size")
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
+    validate_sample_config(cfg)  # finite values, seed, batch_size
+    validate_counts(cfg, "eval_images", "samples_per_image")
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt, super_resolution=True).to(cfg.device)
     check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
@@ -108,16 +116,12 @@ def super_resolve(cfg: DictConfig) -> dict:
     sampler = build_sampler(cfg, module.schedule)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    datamodule = datamodule_from_checkpoint(ckpt)
     dataset_name = ckpt["diffusion_lab_config"]["data"]["name"]
-    if cfg.get("input"):
-        from diffusion_lab.evaluation import SampleJudge, why_not_judgeable
-
-        judge = None if why_not_judgeable(datamodule) else SampleJudge.for_data(
-            datamodule, cfg.paths.cache_dir, dataset_name)
-        return super_resolve_input(module, cfg, sampler, run_dir, judge)
+    if cfg.get("input"):  # the data and its judge only for labelled input
+        return super_resolve_input(module, cfg, sampler, run_dir, lambda: data_judge(
+            datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name))
     report = evaluate_super_resolution(
-        module, datamodule, images=cfg.eval_images, samples_per_image=cfg.samples_per_image,
+        module, datamodule_from_checkpoint(ckpt), images=cfg.eval_images, samples_per_image=cfg.samples_per_image,
         seed=cfg.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
         dataset_name=dataset_name, sampler=sampler, batch_size=cfg.batch_size)
     report.update({"checkpoint": str(cfg.ckpt), "global_step": ckpt.get("global_step"),
@@ -171,16 +175,23 @@ def read_low_res(path, shape: tuple[int, int, int]):
     return torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1, None
 
 
-def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path, judge=None) -> dict:
+def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path,
+                        judge_for=lambda: None) -> dict:
     """``input=PATH``: super-resolve the user's low-resolution images (no truth to score
     against): ``super_resolved.npz`` (``samples`` (K, N, C, H, W), ``low_res``, ``labels``), the
     grid, and the samples' consistency with their input and spread in
     ``super_resolution.json``. Labelled input (a class-conditional base model's samples) is
     also judged as sample.py judges samples, by the high-resolution data's classifier
-    (``judge``): accuracy on the base model's class and FID of the first sample of each."""
+    (``judge_for()``, built only then): accuracy on the base model's class and FID of the first
+    sample of each."""
     import numpy as np
 
-    from diffusion_lab.metrics.fid import bootstrap_fid_sd, extract_features
+    from diffusion_lab.metrics.fid import (
+        FeatureStats,
+        bootstrap_fid_sd,
+        extract_features,
+        fid_from_stats,
+    )
     from diffusion_lab.super_resolution.evaluation import (
         comparison_grid,
         consistency_rms,
@@ -208,10 +219,12 @@ def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path, judge=N
                                            for s in samples) / len(samples)}
     if len(samples) > 1:
         report["sr_sample_std"] = float(samples.double().std(0).mean())
-    if judge is not None and labels is not None and len(low_res) >= 2:
-        features = extract_features(judge.features, samples[0])
+    judge = judge_for() if labels is not None and len(low_res) >= 2 else None
+    if judge is not None:
+        features = extract_features(judge.features, samples[0])  # once, for FID and its sd
         report.update({"sample_accuracy": judge.accuracy(samples[0], labels),
-                       "fid_classifier": judge.fid(samples[0]),
+                       "fid_classifier": fid_from_stats(FeatureStats.from_features(features),
+                                                        judge.real_stats),
                        "fid_classifier_bootstrap_sd": bootstrap_fid_sd(features, judge.real_stats),
                        "sample_count": len(low_res)})
     atomic_write_json(report, run_dir / "super_resolution.json")
