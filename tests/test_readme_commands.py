@@ -2,8 +2,11 @@
 
 The README's ``bash`` blocks (and ``$ `` lines of its other blocks) are read in order and each
 command is run in a scratch folder, with overrides appended that shrink the work (a few steps,
-few samples, CSV logging) but change nothing else: the command's own arguments, presets and
-sweeps stay as the README prints them. Placeholders (``ckpt=...``, ``<run>``,
+few samples, CSV logging, no classifier scoring of single sampling runs: ``metrics=false``,
+since the judge of each dataset is trained on first use, minutes for 28x28 images; the sweeps
+keep it, summarize_sweep.py reads it, and tests/test_train.py and test_super_resolution.py
+cover the scoring) but change nothing else: the command's own arguments, presets and sweeps stay
+as the README prints them. Placeholders (``ckpt=...``, ``<run>``,
 ``<date>_<time>``) are filled with what the earlier commands produced. A command the test cannot
 run here is listed in ``NOT_RUN`` with the reason and the test that covers it instead; a new
 README command that is neither run nor listed fails the test.
@@ -51,7 +54,7 @@ TINY = {
         "module.warmup_steps=0", "hydra.sweeper.n_trials=2", "eval.enabled=false",
         "autoencoder.max_steps=2",
     ],
-    "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2"],
+    "sample.py": ["samples_per_class=2", "num_samples=8", "sampler.steps=2", "metrics=false"],
     "train_autoencoder.py": ["trainer.max_steps=2", "trainer.val_check_interval=2",
                              "trainer.enable_progress_bar=false", "logger=csv",
                              "callbacks.reconstructions.every_n_steps=2"],
@@ -71,7 +74,8 @@ TINY = {
     "interpolate.py": ["pairs=2", "frames=3", "sampler.steps=3"],
     "inpaint.py": ["images=2", "samples_per_image=1", "sampler.steps=3", "resample=2"],
     "img2img.py": ["images=2", "samples_per_image=1", "sampler.steps=3"],
-    "super_resolve.py": ["eval_images=4", "samples_per_image=2", "sampler.steps=2"],
+    "super_resolve.py": ["eval_images=4", "samples_per_image=2", "sampler.steps=2",
+                         "metrics=false"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }
@@ -84,6 +88,7 @@ REFUSED = {"sampler.steps=2000": "exceeds the 1000 training timesteps",
 ONLY_IF_PRESENT = {"hydra.sweeper.n_trials": "hparams_search=",
                    "autoencoder.max_steps": "experiment=mnist5k_latent"}
 NOT_IF_PRESENT = {"eval.enabled": "hparams_search=",
+                  "metrics": "-m",  # a sampling sweep is scored: summarize_sweep.py reads it
                   # stage=super_resolution has no unconditional sample grid (its own grid instead)
                   **{f"callbacks.sample_grid.{k}": "stage=super_resolution"
                      for k in ("every_n_steps", "samples_per_class", "num_samples")}}
@@ -196,6 +201,8 @@ def test_readme_is_parsed_into_commands():
     assert joined and "guidance.scale=1,3,5" in joined[0]  # continuation line joined
     assert shrink("train.py", ["-m", "sampler.steps=10,20"]).count("sampler.steps=2") == 0
     assert "trainer.max_steps=2" in shrink("train.py", ["trainer.max_steps=500"])
+    assert "metrics=false" in shrink("sample.py", ["ckpt=a.ckpt"])
+    assert "metrics=false" not in shrink("sample.py", ["-m", "ckpt=a.ckpt", "sampler=ddim,dpmpp"])
 
 
 @pytest.mark.slow

@@ -228,6 +228,13 @@ def test_super_resolve_py_rejudges_the_checkpoint_with_another_sampler(trained, 
     assert saved["sr_images"] == 30 and saved["steps"] == 5 and saved["sr_seed"] == 7
     assert saved["sr_psnr_sample"] == report["sr_psnr_sample"]
     assert (out / "super_resolution.png").is_file()
+    assert "sr_fid_sample" in saved and "sr_accuracy_sample" in saved
+    # metrics=false: the same images and samples, without the data classifier's scores
+    unscored = super_resolve(compose_config(
+        "super_resolve", [f"ckpt={ckpt}", "sampler=ddim", "sampler.steps=5", "eval_images=30",
+                          "samples_per_image=2", "seed=7", "metrics=false"], tmp_path / "u"))
+    assert unscored["sr_psnr_sample"] == report["sr_psnr_sample"]
+    assert not [k for k in unscored if "fid" in k or "accuracy" in k], unscored
 
 
 @pytest.mark.slow
@@ -261,6 +268,13 @@ def test_super_resolve_py_takes_the_users_own_low_resolution_images(trained, tmp
         runs[name] = saved
         # labelled input (a class-conditional base model's samples): judged as sample.py judges
         assert ("sample_accuracy" in report) == (name == "npz")
+    unscored = super_resolve(compose_config(
+        "super_resolve", [f"ckpt={ckpt}", f"input={tmp_path / 'base_samples.npz'}",
+                          "samples_per_image=2", "sampler.steps=8", "metrics=false"],
+        tmp_path / "unscored"))
+    assert "sample_accuracy" not in unscored and "fid_classifier" not in unscored
+    np.testing.assert_array_equal(np.load(tmp_path / "unscored" / "super_resolved.npz")["samples"],
+                                  runs["npz"]["samples"])
     assert runs["npz"]["labels"].tolist() == data.y[:6].tolist()
     np.testing.assert_allclose(runs["folder"]["low_res"], low[:3].numpy(), atol=1 / 127.5)
     # an image drawn larger (12x12) is resized to the model's 4x4

@@ -395,6 +395,7 @@ BAD_SAMPLING = {
     "batch_size=0": ((), ["batch_size=0"], "batch_size must be >= 1, got 0"),
     "num_samples=-1": ((), ["num_samples=-1"], "num_samples must be >= 1, got -1"),
     "seed=x": ((), ["seed=x"], "seed must be an integer >= 0, got 'x'"),
+    "metrics=yes": ((), ["metrics=yes"], "metrics must be true or false, got 'yes'"),
     "guidance.scale=nan": ((), ["guidance.scale=nan"], "guidance.scale must be a finite number, got nan"),
     "steps beyond T": ((), ["sampler=ddim", "sampler.steps=2000"],
                        "sampler: UniformSpacing: num_steps=2000 exceeds the 1000 training timesteps"),

@@ -63,7 +63,7 @@ def data_judge(datamodule, cache_dir, dataset_name: str):
 
 def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_image: int,
                               seed: int, run_dir: Path, cache_dir, dataset_name: str,
-                              sampler=None, batch_size: int = 500) -> dict:
+                              sampler=None, batch_size: int = 500, metrics: bool = True) -> dict:
     from diffusion_lab.super_resolution.evaluation import (
         comparison_grid,
         heldout_images,
@@ -79,7 +79,7 @@ def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_im
                                 sampler=spec, batch_size=batch_size,
                                 progress=f"super-resolution ({len(x)} images x {samples_per_image})")
     seconds = time.perf_counter() - start
-    judge = data_judge(datamodule, cache_dir, dataset_name)
+    judge = data_judge(datamodule, cache_dir, dataset_name) if metrics else None
     report = super_resolution_report(x, low_res, samples, module.factor, judge=judge, labels=y)
     report.update({"sr_factor": module.factor, "sr_seed": seed, "sr_nfe_per_sample": spec.nfe,
                    "sr_seconds": round(seconds, 2)})
@@ -117,13 +117,14 @@ def super_resolve(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset_name = ckpt["diffusion_lab_config"]["data"]["name"]
+    metrics = cfg.get("metrics", True)
     if cfg.get("input"):  # the data and its judge only for labelled input
         return super_resolve_input(module, cfg, sampler, run_dir, lambda: data_judge(
-            datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name))
+            datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name) if metrics else None)
     report = evaluate_super_resolution(
         module, datamodule_from_checkpoint(ckpt), images=cfg.eval_images, samples_per_image=cfg.samples_per_image,
         seed=cfg.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
-        dataset_name=dataset_name, sampler=sampler, batch_size=cfg.batch_size)
+        dataset_name=dataset_name, sampler=sampler, batch_size=cfg.batch_size, metrics=metrics)
     report.update({"checkpoint": str(cfg.ckpt), "global_step": ckpt.get("global_step"),
                    "sampler": OmegaConf.select(cfg, "sampler.solver._target_", default=None),
                    "steps": sampler.steps})

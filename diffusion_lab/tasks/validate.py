@@ -114,6 +114,8 @@ def validate_sample_config(cfg: DictConfig) -> None:
     _int(cfg, "seed", minimum=0)
     validate_counts(cfg, *[k for k in ("batch_size", "num_samples", "num_points", "samples_per_class")
                            if _get(cfg, k) is not None])
+    if _get(cfg, "metrics") not in (None, True, False):
+        raise ConfigError(f"metrics must be true or false, got {_get(cfg, 'metrics')!r}")
 
 
 @contextlib.contextmanager
