@@ -80,6 +80,42 @@ def test_conditional_sampling_with_the_exact_denoiser_draws_the_exact_posterior(
     assert abs(float(bad.var(0).mean()) / oracle.posterior_pixel_var - 1) > 0.2
 
 
+def test_augmented_sampling_with_the_exact_denoiser_draws_the_exact_posterior():
+    """Noise-conditioning augmentation: given y_s = A x0 + s e, the block means are uncertain,
+    posterior N(mu_s, tau_s^2) with tau_s^2 = 1/(f^2/v + 1/s^2); pixels add v (1 - 1/f^2). A
+    denoiser that takes y_s for the exact y (ignores s) pins the block means and fails."""
+    oracle, level = _oracle(), 0.3
+    x0 = oracle.sample_data(1, torch.Generator().manual_seed(2))
+    e = torch.randn(1, 1, 2, 2, generator=torch.Generator().manual_seed(8), dtype=x0.dtype)
+    y_s = (oracle.observe(x0) + level * e).float()
+    cond = LowResConditioned.condition(y_s, torch.tensor([level]))
+    assert cond.shape == (1, 2, 2, 2) and bool((cond[:, 1] == level).all())
+
+    def exact(x_, sigma, c):
+        return oracle.denoise(x_, sigma, c[:, :1], c[:, 1, 0, 0])
+
+    x = _sample_with(exact, cond, 4000).double()
+    blocks = downsample(x, 2)
+    tau2 = oracle.posterior_block_var(level)
+    assert tau2 == pytest.approx(1 / (4 / oracle.var + 1 / level ** 2))
+    mu = oracle.posterior_block_means(y_s.double(), level)[0]
+    assert (blocks.mean(0) - mu).abs().max() < 0.02
+    assert (blocks.mean(0) - y_s[0]).abs().max() > 0.05  # pulled from y_s towards the prior
+    assert torch.allclose(blocks.var(0), torch.full_like(mu, tau2), rtol=0.12)
+    pixel_var = tau2 + oracle.posterior_pixel_var
+    assert abs(float(x.var(0).mean()) / pixel_var - 1) < 0.03
+    assert (x.mean(0) - oracle.posterior_mean(y_s.double(), level)[0]).abs().max() < 0.04
+    # s = 0 is the plain task exactly
+    y = oracle.observe(x0)
+    assert torch.equal(oracle.posterior_block_means(y, 0.0), y)
+
+    def ignores_level(x_, sigma, c):
+        return oracle.denoise(x_, sigma, c[:, :1])
+
+    bad = _sample_with(ignores_level, cond, 2000).double()
+    assert float(downsample(bad, 2).var(0).max()) < 0.1 * tau2
+
+
 def test_psnr_consistency_and_calibration_against_their_closed_forms():
     truth = torch.zeros(5, 1, 4, 4)
     assert psnr(truth + 0.2, truth) == pytest.approx(10 * torch.log10(torch.tensor(100.0)).item())
@@ -136,6 +172,53 @@ def test_the_backbone_sees_the_low_resolution_image():
                                channel_mult=(1, 2), attention_resolutions=()), 2)
     with pytest.raises(ValueError, match="not divisible"):
         LowResConditioned(net, 3)
+
+
+def test_the_augmented_backbone_sees_the_noise_level():
+    torch.manual_seed(0)
+    net = UNet(image_size=8, in_channels=3, out_channels=1, base_channels=16, channel_mult=(1, 2),
+               num_res_blocks=1, attention_resolutions=(), groups=8)
+    for p in net.parameters():
+        p.data.normal_(0, 0.1)
+    model = LowResConditioned(net, factor=2, level_channel=True)
+    assert model.cond_shape == (2, 4, 4) and model.low_res_shape == (1, 4, 4)
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([10.0, 500.0]), torch.randn(2, 1, 4, 4)
+    low, high = (LowResConditioned.condition(y, torch.tensor([s, s])) for s in (0.0, 0.5))
+    assert (model(x, t, low) - model(x, t, high)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="noise levels"):
+        model(x, t, y)  # the image without its level
+    with pytest.raises(ValueError, match=r"2 C \+ 1 input channels"):
+        LowResConditioned(UNet(image_size=8, in_channels=2, out_channels=1, base_channels=16,
+                               groups=8, channel_mult=(1, 2), attention_resolutions=()), 2,
+                          level_channel=True)
+
+
+def test_training_conditions_on_the_augmented_image_and_its_level():
+    """condition(): y + s e with s ~ U[0, aug_max] per image and e ~ N(0, I), s as a constant
+    channel; level 0 at sampling is y itself; a model trained without it takes only level 0."""
+    from diffusion_lab.tasks.build import build_module
+
+    module = build_module(compose_config("train", [*TINY, "super_resolution.aug_max=0.4"],
+                                         Path("/nonexistent/run")))
+    assert module.aug_max == 0.4 and module.backbone.level_channel
+    assert module.model_facts()["super_resolution_aug_max"] == 0.4
+    x0 = digits().x[:1024]
+    torch.manual_seed(0)
+    cond = module.condition(x0, None, training=True)
+    y = downsample(x0, 2)
+    level = cond[:, 1]
+    assert cond.shape == (1024, 2, 4, 4) and bool((level == level[:, :1, :1]).all())
+    s = level[:, 0, 0]
+    assert 0 <= float(s.min()) and float(s.max()) <= 0.4
+    assert float(s.mean()) == pytest.approx(0.2, abs=0.02)
+    assert float(s.std()) == pytest.approx(0.4 / 12 ** 0.5, rel=0.1)
+    e = (cond[:, 0] - y[:, 0]) / s.reshape(-1, 1, 1)
+    assert float(e.std()) == pytest.approx(1.0, rel=0.05) and abs(float(e.mean())) < 0.05
+    assert torch.equal(module.low_res_condition(y, 0.0)[:, :1], y)
+    plain = build_module(compose_config("train", TINY, Path("/nonexistent/run")))
+    assert not plain.backbone.level_channel and torch.equal(plain.condition(x0, None, True), y)
+    with pytest.raises(ValueError, match="without noise-conditioning augmentation"):
+        plain.low_res_condition(y, 0.1)
 
 
 # ---------------------------------------------------------------- the stage, end to end
@@ -314,7 +397,60 @@ def test_other_scripts_refuse_a_super_resolution_checkpoint_and_back(trained, tm
     assert "is not a super-resolution model" in line, line
 
 
+@pytest.fixture(scope="module")
+def trained_augmented(tmp_path_factory):
+    """The same task with noise-conditioning augmentation up to 0.3, 150 steps (~15 s)."""
+    from diffusion_lab.tasks.train import train
+
+    root = tmp_path_factory.mktemp("super_resolution_augmented")
+    os.environ.setdefault("DIFFUSION_LAB_CACHE", str(root / "cache"))
+    run_dir = root / "out" / "run"
+    train(compose_config("train", [*TINY, "trainer.max_steps=150", "super_resolution.aug_max=0.3",
+                                   "super_resolution.eval_images=20",
+                                   "super_resolution.samples_per_image=2"], run_dir))
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.slow
+def test_an_augmented_model_super_resolves_at_a_chosen_level(trained_augmented, trained, tmp_path):
+    import numpy as np
+
+    from diffusion_lab.tasks.build import build_module, check_checkpoint_fits
+    from diffusion_lab.tasks.io import CheckpointError, load_checkpoint_file
+    from diffusion_lab.tasks.super_resolve import super_resolve
+
+    ckpt = trained_augmented
+    runs = {}
+    for name, level in [("clean", 0.0), ("a", 0.2), ("b", 0.2)]:
+        runs[name] = super_resolve(compose_config(
+            "super_resolve", [f"ckpt={ckpt}", f"aug_level={level}", "eval_images=10",
+                              "samples_per_image=2", "sampler.steps=5", "metrics=false"],
+            tmp_path / name))
+        assert runs[name]["sr_aug_level"] == level
+    assert runs["a"]["sr_psnr_sample"] == runs["b"]["sr_psnr_sample"]  # e fixed by the seed
+    assert runs["a"]["sr_psnr_sample"] != runs["clean"]["sr_psnr_sample"]
+    low = downsample(digits().x[:3], 2)
+    np.savez(tmp_path / "base.npz", x=low.numpy())
+    report = super_resolve(compose_config(
+        "super_resolve", [f"ckpt={ckpt}", f"input={tmp_path / 'base.npz'}", "aug_level=0.1",
+                          "samples_per_image=1", "sampler.steps=5"], tmp_path / "input"))
+    assert report["sr_aug_level"] == 0.1 and report["sr_images"] == 3
+    # a level the model never saw, any level for a model trained without, a negative one
+    for model, level, says in [(ckpt, 0.5, "above the levels this model was trained on"),
+                               (trained[1] / "checkpoints" / "last.ckpt", 0.1,
+                                "trained without noise-conditioning augmentation"),
+                               (ckpt, -0.1, "aug_level must be a finite number >= 0")]:
+        line = refusal_line("super_resolve.py", f"ckpt={model}", f"aug_level={level}",
+                            f"hydra.run.dir={tmp_path / 'refused'}", cwd=tmp_path)
+        assert line.startswith("error:") and says in line, line
+    other = build_module(compose_config("train", [*TINY, "super_resolution.aug_max=0.5"],
+                                        tmp_path / "r"))
+    with pytest.raises(CheckpointError, match="noise-augmented up to 0.3"):
+        check_checkpoint_fits(other, load_checkpoint_file(ckpt), ckpt, "this run's config")
+
+
 @pytest.mark.parametrize("overrides,expected", [
+    (["super_resolution.aug_max=-0.1"], "super_resolution.aug_max must be a finite number >= 0"),
     (["super_resolution.factor=3"], "not divisible"),
     (["super_resolution.factor=1"], "integer >= 2"),
     (["super_resolution.upsample=lanczos"], "super_resolution.upsample"),

@@ -5,12 +5,18 @@
 
 Every image x splits as x = P x + (I - P) x: P x = A^+ A x is fixed by y = A x, and super-
 resolution is the inference of the block-detail (I - P) x.
+
+Noise-conditioning augmentation (Ho et al. 2022, cascaded diffusion models) conditions the model
+on y_s = y + s e, e ~ N(0, I), and on s: trained over s ~ U[0, s_max], it learns to trust y less
+as s grows, so a base model's imperfect samples (y off the data manifold) can be fed at a chosen s.
 """
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
+
+from diffusion_lab.types import append_dims
 
 
 def check_factor(image_size: int, factor: int) -> int:
@@ -40,3 +46,8 @@ def upsample_bicubic(y: Tensor, factor: int) -> Tensor:
 def block_detail(x: Tensor, factor: int) -> Tensor:
     """(I - P) x = x - A^+ A x: what the low-resolution image does not determine."""
     return x - upsample_nearest(downsample(x, factor), factor)
+
+
+def augment(y: Tensor, level: Tensor, noise: Tensor) -> Tensor:
+    """y_s = y + s e: ``level`` s (B,) per image, ``noise`` e ~ N(0, I) shaped like y."""
+    return y + append_dims(level.to(y.dtype), y.ndim) * noise.to(y.dtype)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from diffusion_lab.noise import PerSampleNoise
 from diffusion_lab.super_resolution.degradation import (
     downsample,
     upsample_bicubic,
@@ -67,13 +68,29 @@ def calibration(samples: Tensor, truth: Tensor) -> float:
     return float(sample_mse / mean_mse * (k + 1) / (2 * k))
 
 
+#: PerSampleNoise stream of the augmentation noise e of image n (0-2 belong to the samplers and
+#: the x_t strips)
+CONDITION_NOISE_STREAM = 3
+
+
+def augmentation_noise(low_res: Tensor, seed: int) -> Tensor:
+    """e ~ N(0, I) for each low-resolution image n, from (seed, n): the same for all K samples of
+    an image, whatever the batch."""
+    return PerSampleNoise(seed, range(low_res.shape[0]), stream=CONDITION_NOISE_STREAM).sample(
+        low_res.shape)
+
+
 @torch.no_grad()
 def super_resolve_all(module, low_res: Tensor, *, samples_per_image: int, seed: int,
-                      sampler=None, batch_size: int = 500, progress: str | None = None) -> Tensor:
+                      sampler=None, batch_size: int = 500, progress: str | None = None,
+                      aug_level: float = 0.0) -> Tensor:
     """(K, N, C, H, W) samples; sample k of image n uses the noise of index k N + n, so the
-    result does not depend on ``batch_size``."""
+    result does not depend on ``batch_size``. ``aug_level`` s > 0 (a model trained with
+    noise-conditioning augmentation): every sample of image n is conditioned on
+    y_n + s e_n (``augmentation_noise``) and s."""
     n = low_res.shape[0]
     spec = module.sampler_or_default(sampler)
+    noise = augmentation_noise(low_res, seed) if aug_level else None
     out = torch.empty(samples_per_image, n, *module.sample_shape)
     starts = range(0, n, batch_size)
     with progress_bar(progress, samples_per_image * len(starts) * spec.steps) as advance:
@@ -83,7 +100,8 @@ def super_resolve_all(module, low_res: Tensor, *, samples_per_image: int, seed: 
                 out[k, start:stop] = module.super_resolve(
                     low_res[start:stop], sampler=spec, seed=seed,
                     indices=range(k * n + start, k * n + stop),
-                    callback=lambda info: advance()).cpu()
+                    callback=lambda info: advance(), aug_level=aug_level,
+                    aug_noise=None if noise is None else noise[start:stop]).cpu()
     return out
 
 

@@ -47,7 +47,9 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
     elif super_resolution:
         from diffusion_lab.super_resolution.module import SuperResolutionModule
 
-        module_class, stage_options = SuperResolutionModule, {"factor": super_resolution.factor}
+        module_class, stage_options = SuperResolutionModule, {
+            "factor": super_resolution.factor,
+            "aug_max": float(super_resolution.get("aug_max", 0.0) or 0.0)}
     module = module_class(
         backbone=backbone,
         schedule=schedule,
@@ -230,6 +232,7 @@ _FACTS = {  # what DiffusionModule.model_facts() records, as a user reads it
     "num_classes": lambda v: f"{v} classes",
     "super_resolution_factor": lambda v: f"super-resolution by a factor {v}",
     "super_resolution_upsample": lambda v: f"super-resolution from {v}-upsampled images",
+    "super_resolution_aug_max": lambda v: f"low-resolution images noise-augmented up to {v}",
 }
 
 

@@ -50,6 +50,25 @@ def validate_super_resolution_config(cfg: DictConfig) -> None:
         value = sr.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"super_resolution.{key} must be an integer >= 1, got {value!r}")
+    aug_max = sr.get("aug_max", 0.0)
+    if isinstance(aug_max, bool) or not isinstance(aug_max, (int, float)) \
+            or not 0 <= aug_max < float("inf"):
+        raise ConfigError(f"super_resolution.aug_max must be a finite number >= 0, got "
+                          f"{aug_max!r}")
+
+
+def check_aug_level(level, aug_max: float) -> float:
+    """``aug_level`` of super_resolve.py: a number in [0, the model's aug_max] (a model trained
+    without augmentation has aug_max 0 and only takes 0)."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 <= level < float("inf"):
+        raise ConfigError(f"aug_level must be a finite number >= 0, got {level!r}")
+    if level > aug_max:
+        if not aug_max:
+            raise ConfigError(f"aug_level={level}: this model was trained without "
+                              f"noise-conditioning augmentation (super_resolution.aug_max=0)")
+        raise ConfigError(f"aug_level={level} is above the levels this model was trained on "
+                          f"(super_resolution.aug_max={aug_max})")
+    return float(level)
 
 
 def data_judge(datamodule, cache_dir, dataset_name: str):
@@ -63,7 +82,8 @@ def data_judge(datamodule, cache_dir, dataset_name: str):
 
 def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_image: int,
                               seed: int, run_dir: Path, cache_dir, dataset_name: str,
-                              sampler=None, batch_size: int = 500, metrics: bool = True) -> dict:
+                              sampler=None, batch_size: int = 500, metrics: bool = True,
+                              aug_level: float = 0.0) -> dict:
     from diffusion_lab.super_resolution.evaluation import (
         comparison_grid,
         heldout_images,
@@ -76,13 +96,13 @@ def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_im
     spec = module.sampler_or_default(sampler)
     start = time.perf_counter()
     samples = super_resolve_all(module, low_res, samples_per_image=samples_per_image, seed=seed,
-                                sampler=spec, batch_size=batch_size,
+                                sampler=spec, batch_size=batch_size, aug_level=aug_level,
                                 progress=f"super-resolution ({len(x)} images x {samples_per_image})")
     seconds = time.perf_counter() - start
     judge = data_judge(datamodule, cache_dir, dataset_name) if metrics else None
     report = super_resolution_report(x, low_res, samples, module.factor, judge=judge, labels=y)
     report.update({"sr_factor": module.factor, "sr_seed": seed, "sr_nfe_per_sample": spec.nfe,
-                   "sr_seconds": round(seconds, 2)})
+                   "sr_seconds": round(seconds, 2), "sr_aug_level": float(aug_level)})
     grid, columns = comparison_grid(x, low_res, samples, module.factor, MAX_EVAL_IMAGES_SHOWN)
     save_grid(grid, run_dir / "super_resolution.png", nrow=columns,
               upscale=max(1, 32 // x.shape[-1]))
@@ -113,6 +133,7 @@ def super_resolve(cfg: DictConfig) -> dict:
     check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
     adopt_checkpoint_schedule(cfg, ckpt)
     validate_sampling(cfg, module.schedule)
+    aug_level = check_aug_level(cfg.get("aug_level", 0.0), module.aug_max)
     sampler = build_sampler(cfg, module.schedule)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,11 +141,13 @@ def super_resolve(cfg: DictConfig) -> dict:
     metrics = cfg.get("metrics", True)
     if cfg.get("input"):  # the data and its judge only for labelled input
         return super_resolve_input(module, cfg, sampler, run_dir, lambda: data_judge(
-            datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name) if metrics else None)
+            datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name) if metrics else None,
+            aug_level=aug_level)
     report = evaluate_super_resolution(
         module, datamodule_from_checkpoint(ckpt), images=cfg.eval_images, samples_per_image=cfg.samples_per_image,
         seed=cfg.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
-        dataset_name=dataset_name, sampler=sampler, batch_size=cfg.batch_size, metrics=metrics)
+        dataset_name=dataset_name, sampler=sampler, batch_size=cfg.batch_size, metrics=metrics,
+        aug_level=aug_level)
     report.update({"checkpoint": str(cfg.ckpt), "global_step": ckpt.get("global_step"),
                    "sampler": OmegaConf.select(cfg, "sampler.solver._target_", default=None),
                    "steps": sampler.steps})
@@ -177,7 +200,7 @@ def read_low_res(path, shape: tuple[int, int, int]):
 
 
 def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path,
-                        judge_for=lambda: None) -> dict:
+                        judge_for=lambda: None, aug_level: float = 0.0) -> dict:
     """``input=PATH``: super-resolve the user's low-resolution images (no truth to score
     against): ``super_resolved.npz`` (``samples`` (K, N, C, H, W), ``low_res``, ``labels``), the
     grid, and the samples' consistency with their input and spread in
@@ -203,6 +226,7 @@ def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path,
     start = time.perf_counter()
     samples = super_resolve_all(module, low_res, samples_per_image=cfg.samples_per_image,
                                 seed=cfg.seed, sampler=sampler, batch_size=cfg.batch_size,
+                                aug_level=aug_level,
                                 progress=f"super-resolution ({len(low_res)} images x "
                                          f"{cfg.samples_per_image})")
     seconds = time.perf_counter() - start
@@ -216,6 +240,7 @@ def super_resolve_input(module, cfg: DictConfig, sampler, run_dir: Path,
               "sr_samples_per_image": int(cfg.samples_per_image), "sr_factor": module.factor,
               "sr_seed": int(cfg.seed), "sr_nfe_per_sample": sampler.nfe, "steps": sampler.steps,
               "sr_seconds": round(seconds, 2), "checkpoint": str(cfg.ckpt),
+              "sr_aug_level": aug_level,
               "sr_consistency_sample": sum(consistency_rms(s, low_res, module.factor)
                                            for s in samples) / len(samples)}
     if len(samples) > 1:
