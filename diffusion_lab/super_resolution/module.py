@@ -47,7 +47,9 @@ class SuperResolutionModule(DiffusionModule):
         if not self.aug_max:
             return low_res
         level = torch.rand(low_res.shape[0], device=low_res.device) * self.aug_max
-        return self.low_res_condition(low_res, level, torch.randn_like(low_res))
+        # built directly (no checks): no host sync in the training step
+        return LowResConditioned.condition(augment(low_res, level, torch.randn_like(low_res)),
+                                           level)
 
     def low_res_condition(self, low_res: torch.Tensor, level: torch.Tensor | float = 0.0,
                           noise: torch.Tensor | None = None) -> torch.Tensor:
