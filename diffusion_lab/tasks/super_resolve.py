@@ -60,7 +60,8 @@ def validate_super_resolution_config(cfg: DictConfig) -> None:
 def check_aug_level(level, aug_max: float) -> float:
     """``aug_level`` of super_resolve.py: a number in [0, the model's aug_max] (a model trained
     without augmentation has aug_max 0 and only takes 0)."""
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 <= level < float("inf"):
+    if isinstance(level, bool) or not isinstance(level, (int, float)) \
+            or not 0 <= level < float("inf"):
         raise ConfigError(f"aug_level must be a finite number >= 0, got {level!r}")
     if level > aug_max:
         if not aug_max:
@@ -128,6 +129,7 @@ def super_resolve(cfg: DictConfig) -> dict:
 
     validate_sample_config(cfg)  # finite values, seed, batch_size
     validate_counts(cfg, "eval_images", "samples_per_image")
+    check_aug_level(cfg.get("aug_level", 0.0), float("inf"))  # its type and sign, before loading
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt, super_resolution=True).to(cfg.device)
     check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
@@ -141,8 +143,8 @@ def super_resolve(cfg: DictConfig) -> dict:
     metrics = cfg.get("metrics", True)
     if cfg.get("input"):  # the data and its judge only for labelled input
         return super_resolve_input(module, cfg, sampler, run_dir, lambda: data_judge(
-            datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name) if metrics else None,
-            aug_level=aug_level)
+            datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name)
+            if metrics else None, aug_level=aug_level)
     report = evaluate_super_resolution(
         module, datamodule_from_checkpoint(ckpt), images=cfg.eval_images, samples_per_image=cfg.samples_per_image,
         seed=cfg.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
