@@ -51,22 +51,22 @@ class SuperResolutionModule(DiffusionModule):
         return LowResConditioned.condition(augment(low_res, level, torch.randn_like(low_res)),
                                            level)
 
-    def low_res_condition(self, low_res: torch.Tensor, level: torch.Tensor | float = 0.0,
+    def low_res_condition(self, low_res: torch.Tensor, level: float = 0.0,
                           noise: torch.Tensor | None = None) -> torch.Tensor:
-        """The network's condition for ``low_res`` augmented at ``level`` s (a number or one per
-        image) with ``noise`` e: y_s = y + s e and s (models trained with augmentation), y
+        """The network's condition for ``low_res`` augmented at ``level`` s (one number for all
+        images) with ``noise`` e: y_s = y + s e and s (models trained with augmentation), y
         itself otherwise (s must then be 0)."""
-        level = torch.as_tensor(level, dtype=low_res.dtype, device=low_res.device)
-        level = level.expand(low_res.shape[0]) if level.ndim == 0 else level
         if not self.aug_max:
-            if bool((level != 0).any()):
+            if level != 0:
                 raise ValueError("this model was trained without noise-conditioning "
                                  "augmentation (super_resolution.aug_max=0): aug_level must be 0")
             return low_res
-        if bool((level > 0).any()) and noise is None:
+        if level > 0 and noise is None:
             raise ValueError("an augmentation level > 0 needs its noise")
-        noisy = low_res if noise is None else augment(low_res, level, noise.to(low_res.device))
-        return LowResConditioned.condition(noisy, level)
+        levels = torch.full((low_res.shape[0],), float(level), dtype=low_res.dtype,
+                            device=low_res.device)
+        noisy = low_res if noise is None else augment(low_res, levels, noise.to(low_res.device))
+        return LowResConditioned.condition(noisy, levels)
 
     def model_facts(self) -> dict:
         """The diffusion model's facts and the task's: the same weights trained for another

@@ -50,26 +50,28 @@ def validate_super_resolution_config(cfg: DictConfig) -> None:
         value = sr.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"super_resolution.{key} must be an integer >= 1, got {value!r}")
-    aug_max = sr.get("aug_max", 0.0)
-    if isinstance(aug_max, bool) or not isinstance(aug_max, (int, float)) \
-            or not 0 <= aug_max < float("inf"):
-        raise ConfigError(f"super_resolution.aug_max must be a finite number >= 0, got "
-                          f"{aug_max!r}")
+    _noise_level(sr.get("aug_max", 0.0), "super_resolution.aug_max")
+
+
+def _noise_level(value, name: str) -> float:
+    """``value`` as a float, or ConfigError: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def check_aug_level(level, aug_max: float) -> float:
     """``aug_level`` of super_resolve.py: a number in [0, the model's aug_max] (a model trained
     without augmentation has aug_max 0 and only takes 0)."""
-    if isinstance(level, bool) or not isinstance(level, (int, float)) \
-            or not 0 <= level < float("inf"):
-        raise ConfigError(f"aug_level must be a finite number >= 0, got {level!r}")
+    level = _noise_level(level, "aug_level")
     if level > aug_max:
         if not aug_max:
             raise ConfigError(f"aug_level={level}: this model was trained without "
                               f"noise-conditioning augmentation (super_resolution.aug_max=0)")
         raise ConfigError(f"aug_level={level} is above the levels this model was trained on "
                           f"(super_resolution.aug_max={aug_max})")
-    return float(level)
+    return level
 
 
 def data_judge(datamodule, cache_dir, dataset_name: str):
