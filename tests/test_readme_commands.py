@@ -76,6 +76,7 @@ TINY = {
     "img2img.py": ["images=2", "samples_per_image=1", "sampler.steps=3"],
     "super_resolve.py": ["eval_images=4", "samples_per_image=2", "sampler.steps=2",
                          "metrics=false"],
+    "text_to_image.py": ["samples_per_prompt=2", "sampler.steps=2", "metrics=false"],
     "visualize.py": ["num_points=40", "num_samples=4", "sampler.steps=2",
                      "animation.field_grid=3"],
 }
@@ -87,10 +88,12 @@ REFUSED = {"sampler.steps=2000": "exceeds the 1000 training timesteps",
            "schedule=linear,cosinee": "error: schedule=cosinee: In 'train': Could not find"}
 ONLY_IF_PRESENT = {"hydra.sweeper.n_trials": "hparams_search=",
                    "autoencoder.max_steps": "experiment=mnist5k_latent"}
-NOT_IF_PRESENT = {"eval.enabled": "hparams_search=",
-                  "metrics": "-m",  # a sampling sweep is scored: summarize_sweep.py reads it
-                  # stage=super_resolution has no unconditional sample grid (its own grid instead)
-                  **{f"callbacks.sample_grid.{k}": "stage=super_resolution"
+NOT_IF_PRESENT = {"eval.enabled": ("hparams_search=",),
+                  "metrics": ("-m",),  # a sampling sweep is scored: summarize_sweep.py reads it
+                  # the super-resolution and text-to-image stages have no unconditional sample
+                  # grid (their own grids instead)
+                  **{f"callbacks.sample_grid.{k}": ("stage=super_resolution",
+                                                    "stage=text_to_image")
                      for k in ("every_n_steps", "samples_per_class", "num_samples")}}
 
 

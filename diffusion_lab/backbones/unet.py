@@ -6,6 +6,9 @@ ResBlock-Attention-ResBlock; a mirrored decoder of ``num_res_blocks + 1`` ResBlo
 level fed by skip connections, with nearest-neighbour 2x upsampling + conv.
 The timestep embedding (plus class embedding) enters every ResBlock, either additively
 (DDPM: ``h + W e``) or as adaptive GroupNorm (ADM: ``GN(h) * (1 + s) + b``).
+With ``context_dim > 0`` every self-attention is followed by cross-attention to a context
+sequence (text tokens, latent diffusion) and the context's masked mean is added to the
+embedding (Imagen's pooled text embedding).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cross_attention import CrossAttentionBlock2d, check_context, masked_mean
 from .layers import (
     AttentionBlock2d,
     ClassEmbedding,
@@ -88,11 +92,18 @@ class Upsample(nn.Module):
 
 
 class EmbedSequential(nn.Sequential):
-    """Sequential that hands the embedding to the ResBlocks it holds."""
+    """Sequential that hands the embedding to the ResBlocks it holds, and the context (tokens
+    and mask) to its cross-attention blocks."""
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None,  # type: ignore[override]
+                mask: Tensor | None = None) -> Tensor:
         for layer in self:
-            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+            if isinstance(layer, ResBlock | EmbedSequential):
+                x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x, emb, context, mask)
+            elif getattr(layer, "takes_context", False):
+                x = layer(x, context, mask)
+            else:
+                x = layer(x)
         return x
 
 
@@ -132,6 +143,9 @@ class UNet(nn.Module):
     cannot see t; the class embedding still enters).
     ``checkpointing`` recomputes each block's activations in backward instead of storing them
     (less memory, about one more forward of time).
+    ``context_dim > 0``: cross-attention to ``context`` (B, L, context_dim) after every
+    self-attention (``context_mask`` (B, L), True = a real token), pooled context added to the
+    embedding; ``forward(x, t, cond, context, context_mask)``.
     """
 
     def __init__(self, image_size: int = 32, in_channels: int = 3, out_channels: int | None = None,
@@ -140,9 +154,13 @@ class UNet(nn.Module):
                  num_heads: int = 1, head_channels: int = 0, dropout: float = 0.1,
                  num_classes: int = 0, scale_shift_norm: bool = True,
                  resblock_updown: bool = False, groups: int = 32,
-                 zero_time_embedding: bool = False, checkpointing: bool = False):
+                 zero_time_embedding: bool = False, checkpointing: bool = False,
+                 context_dim: int = 0):
         super().__init__()
         self.checkpointing = check_flag(checkpointing, "checkpointing")
+        if isinstance(context_dim, bool) or int(context_dim) != context_dim or context_dim < 0:
+            raise ValueError(f"UNet: context_dim must be an integer >= 0, got {context_dim!r}")
+        self.context_dim = int(context_dim)
         channel_mult = tuple(int(m) for m in channel_mult)
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
         self._check(image_size, base_channels, channel_mult, attention_resolutions, groups)
@@ -152,13 +170,18 @@ class UNet(nn.Module):
         emb_dim = 4 * base_channels
         self.time_embed = TimestepEmbedder(base_channels, emb_dim, zero=zero_time_embedding)
         self.class_embed = ClassEmbedding(num_classes, emb_dim) if num_classes > 0 else None
+        self.context_embed = nn.Linear(self.context_dim, emb_dim) if self.context_dim else None
 
         def res(cin: int, cout: int, **kw) -> ResBlock:
             return ResBlock(cin, cout, emb_dim, dropout=dropout, groups=groups,
                             scale_shift_norm=scale_shift_norm, **kw)
 
-        def attn(ch: int) -> AttentionBlock2d:
-            return AttentionBlock2d(ch, resolve_heads(ch, num_heads, head_channels), 0, groups)
+        def attn(ch: int) -> nn.Module:
+            heads = resolve_heads(ch, num_heads, head_channels)
+            block = AttentionBlock2d(ch, heads, 0, groups)
+            if not self.context_dim:
+                return block
+            return EmbedSequential(block, CrossAttentionBlock2d(ch, self.context_dim, heads, groups))
 
         self.input_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         self.down, skips, ch, size = encoder_blocks(
@@ -197,19 +220,25 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: attention_resolutions {missing} not among the feature-map "
                              f"sizes {sorted(sizes, reverse=True)}")
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None,
+                context: Tensor | None = None, context_mask: Tensor | None = None) -> Tensor:
         emb = self.time_embed(t)  # (B, 4*base)
         if self.class_embed is not None:
             emb = emb + self.class_embed(cond, x.shape[0], x.device)  # (B, 4*base)
+        if self.context_embed is not None:
+            check_context(context, context_mask, x.shape[0], self.context_dim)
+            emb = emb + self.context_embed(masked_mean(context, context_mask).to(emb.dtype))
+        elif context is not None:
+            raise ValueError("this backbone takes no context (built with context_dim=0)")
         h = self.input_conv(x)  # (B, base, H, W)
         hs = [h]
-        ckpt = self.checkpointing
+        ckpt, ctx = self.checkpointing, (context, context_mask)
         for block in self.down:
-            h = maybe_checkpointed(block, h, emb, enabled=ckpt)  # (B, ch, H/2^l, W/2^l)
+            h = maybe_checkpointed(block, h, emb, *ctx, enabled=ckpt)  # (B, ch, H/2^l, W/2^l)
             hs.append(h)
-        h = maybe_checkpointed(self.middle, h, emb, enabled=ckpt)  # (B, ch, H/2^L, W/2^L)
+        h = maybe_checkpointed(self.middle, h, emb, *ctx, enabled=ckpt)  # (B, ch, H/2^L, W/2^L)
         for block in self.up:
-            h = maybe_checkpointed(block, torch.cat([h, hs.pop()], dim=1), emb,
+            h = maybe_checkpointed(block, torch.cat([h, hs.pop()], dim=1), emb, *ctx,
                                    enabled=ckpt)  # (B, ch, ., .)
         return self.out_conv(F.silu(self.out_norm(h)))  # (B, out_channels, H, W)
 

@@ -49,6 +49,9 @@ def adopt_teacher_config(cfg: DictConfig) -> None:
     if teacher.get("super_resolution"):
         raise ConfigError(f"distill.teacher_ckpt: {path} is a super-resolution model "
                           "(distilling one is not built)")
+    if teacher.get("text"):
+        raise ConfigError(f"distill.teacher_ckpt: {path} is a text-to-image model "
+                          "(distilling one is not built)")
     with open_dict(cfg):
         for key in TEACHER_SECTIONS:
             cfg[key] = teacher[key]

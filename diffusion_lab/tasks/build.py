@@ -30,11 +30,16 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
     # training timestep draws (timestep_sampling.py); configs without them: U{0..T-1}
     timesteps = instantiate(cfg.objective.timesteps) if cfg.objective.get("timesteps") else None
     super_resolution = cfg.get("super_resolution")
+    text = cfg.get("text")
     with torch.device("meta") if meta else contextlib.nullcontext():
         if super_resolution:  # stage=super_resolution: the backbone sees [x, up(y)]
             from diffusion_lab.super_resolution.build import low_res_backbone
 
             backbone = low_res_backbone(cfg.backbone, super_resolution)
+        elif text:  # stage=text_to_image: cross-attention to a prompt's tokens
+            from diffusion_lab.text_to_image.build import text_backbone
+
+            backbone = text_backbone(cfg.backbone, text)
         else:
             backbone = instantiate(cfg.backbone, _convert_="all")
     sampler = instantiate(cfg.sampler, _convert_="all")
@@ -50,6 +55,11 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
         module_class, stage_options = SuperResolutionModule, {
             "factor": super_resolution.factor,
             "aug_max": float(super_resolution.get("aug_max", 0.0) or 0.0)}
+    elif text:
+        from diffusion_lab.text_to_image.build import caption_grammar
+        from diffusion_lab.text_to_image.module import TextToImageModule
+
+        module_class, stage_options = TextToImageModule, {"grammar": caption_grammar(text)}
     module = module_class(
         backbone=backbone,
         schedule=schedule,
@@ -64,7 +74,7 @@ def build_module(cfg: DictConfig, meta: bool = False) -> DiffusionModule:
         ema_decay=cfg.module.ema_decay,
         ema_warmup=cfg.module.ema_warmup,
         label_dropout=cfg.guidance.label_dropout if cfg.data.num_classes > 0 else 0.0,
-        num_classes=int(cfg.backbone.get("num_classes", 0) or 0),
+        num_classes=0 if text else int(cfg.backbone.get("num_classes", 0) or 0),
         guidance_scale=cfg.guidance.scale,
         # images live in [-1, 1]; point data has no such bound
         clip_denoised=bool(cfg.module.get("clip_denoised", True)) and cfg.data.get("image_size") is not None,
@@ -185,25 +195,31 @@ def stored_config(ckpt: dict, path="checkpoint") -> DictConfig:
 
 def module_from_checkpoint(ckpt: dict, map_location="cpu", path="checkpoint",
                            autoencoder: str | None = None, latent_scale=None,
-                           super_resolution: bool = False) -> DiffusionModule:
+                           super_resolution: bool = False,
+                           text_to_image: bool = False) -> DiffusionModule:
     """Rebuild the module a checkpoint was trained with and load its weights; a latent model
     gets its decoder back (``latent/codec.py``: ``autoencoder`` and ``latent_scale`` are checked
     against what the checkpoint stores, never silently used). A super-resolution model
     (stage=super_resolution) samples from low-resolution images: only callers that give them
-    (``super_resolution=True``) get one, the others a ConfigError naming super_resolve.py.
+    (``super_resolution=True``) get one, the others a ConfigError naming super_resolve.py;
+    a text-to-image model (stage=text_to_image) samples for prompts: only
+    ``text_to_image=True`` callers get one.
 
     Raises CheckpointError, one line naming the mismatch, when the weights do not fit the
     model the stored config builds, or hold NaN/inf, or the config names a class that is not
     the project's own.
     """
     train_cfg = stored_config(ckpt, path)
-    if bool(train_cfg.get("super_resolution")) != super_resolution:
-        raise ConfigError(
-            f"{path} is a super-resolution model (stage=super_resolution): it samples from "
-            f"low-resolution images; use scripts/super_resolve.py ckpt={path}"
-            if not super_resolution else
-            f"{path} is not a super-resolution model (train one with scripts/train.py "
-            "stage=super_resolution)")
+    for section, wanted, stage, model, what, script in (
+            ("super_resolution", super_resolution, "super_resolution", "super-resolution",
+             "from low-resolution images", "super_resolve.py ckpt={}"),
+            ("text", text_to_image, "text_to_image", "text-to-image", "for prompts",
+             "text_to_image.py ckpt={} prompts=...")):
+        if bool(train_cfg.get(section)) != wanted:
+            raise ConfigError(
+                f"{path} is a {model} model (stage={stage}): it samples {what}; use "
+                f"scripts/{script.format(path)}" if not wanted else
+                f"{path} is not a {model} model (train one with scripts/train.py stage={stage})")
     try:
         module = build_module(train_cfg)
     except Exception as e:  # Hydra wraps the constructor's own error
@@ -233,6 +249,8 @@ _FACTS = {  # what DiffusionModule.model_facts() records, as a user reads it
     "super_resolution_factor": lambda v: f"super-resolution by a factor {v}",
     "super_resolution_upsample": lambda v: f"super-resolution from {v}-upsampled images",
     "super_resolution_aug_max": lambda v: f"low-resolution images noise-augmented up to {v}",
+    "text_vocabulary": lambda v: f"prompts in the words {' '.join(map(str, v))}",
+    "text_slant_threshold": lambda v: f"captions with slant threshold {v}",
 }
 
 

@@ -46,6 +46,8 @@ def evaluate_module(module, datamodule, cfg: DictConfig, run_dir: Path,
     """
     if getattr(module, "super_resolve", None) is not None:  # stage=super_resolution
         return _evaluate_super_resolution(module, datamodule, cfg, run_dir, distributed)
+    if getattr(module, "generate", None) is not None:  # stage=text_to_image
+        return _evaluate_text_to_image(module, datamodule, cfg, run_dir, distributed)
     if why_not_judgeable(datamodule):
         return {}
     if module.num_classes == 0:
@@ -78,6 +80,23 @@ def _evaluate_super_resolution(module, datamodule, cfg: DictConfig, run_dir: Pat
         module, datamodule, images=sr.eval_images, samples_per_image=sr.samples_per_image,
         seed=cfg.eval.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
         dataset_name=cfg.data.name)
+
+
+def _evaluate_text_to_image(module, datamodule, cfg: DictConfig, run_dir: Path,
+                            distributed: bool) -> dict:
+    """A text-to-image model's report (``tasks/text_to_image.py``) at ``eval.guidance_scale``,
+    drawn on rank 0."""
+    from diffusion_lab.tasks.text_to_image import evaluate_text_to_image, prompts_of
+
+    if distributed and process_group_size()[0] != 0:
+        return {}
+    text = cfg.text
+    report, _ = evaluate_text_to_image(
+        module, datamodule, prompts=prompts_of(text.eval_prompts, module.grammar),
+        samples_per_prompt=text.eval_samples_per_prompt, seed=cfg.eval.seed, run_dir=run_dir,
+        cache_dir=cfg.paths.cache_dir, dataset_name=cfg.data.name,
+        guidance_scale=cfg.eval.guidance_scale)
+    return report
 
 
 def evaluate_unconditional(module, datamodule, cfg: DictConfig, run_dir: Path,

@@ -24,18 +24,11 @@ MAX_EVAL_IMAGES_SHOWN = 8
 def validate_super_resolution_config(cfg: DictConfig) -> None:
     """stage=super_resolution's own checks, before the model is built (one line each)."""
     from diffusion_lab.backbones.low_res_conditioned import UPSAMPLE_MODES
-    from diffusion_lab.latent.stage import is_latent
     from diffusion_lab.super_resolution.degradation import check_factor
+    from diffusion_lab.tasks.validate import validate_pixel_image_stage
 
     sr = cfg.super_resolution
-    if cfg.data.get("image_size") is None:
-        raise ConfigError(f"stage=super_resolution needs images; data={cfg.data.name} are points")
-    if is_latent(cfg):
-        raise ConfigError("stage=super_resolution runs in pixel space: use autoencoder=none "
-                          "(latent super-resolution is not built)")
-    if "in_channels" not in cfg.backbone:
-        raise ConfigError(f"stage=super_resolution needs an image backbone (unet_*, dit_*), got "
-                          f"{cfg.backbone._target_.rsplit('.', 1)[-1]}")
+    validate_pixel_image_stage(cfg, "super_resolution", "super-resolution")
     if int(cfg.backbone.get("num_classes", 0) or 0):
         raise ConfigError("stage=super_resolution models are conditioned on the low-resolution "
                           "image, not on classes: keep backbone.num_classes=0")

@@ -150,6 +150,10 @@ def validate_train_config(cfg: DictConfig) -> None:
         from diffusion_lab.tasks.super_resolve import validate_super_resolution_config
 
         validate_super_resolution_config(cfg)
+    if cfg.get("text"):
+        from diffusion_lab.tasks.text_to_image import validate_text_to_image_config
+
+        validate_text_to_image_config(cfg)
 
     with refused_as_config_error():
         module = build_module(cfg, meta=True)
@@ -172,6 +176,21 @@ def validate_train_config(cfg: DictConfig) -> None:
             trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": auto_precision(
                 str(trainer_cfg.get("accelerator", "cpu")))})
         instantiate(trainer_cfg, logger=False, callbacks=[])
+
+
+def validate_pixel_image_stage(cfg: DictConfig, stage: str, latent: str) -> None:
+    """A stage that needs images in pixel space and an image backbone (super-resolution,
+    text-to-image): ConfigError (one line) for points data, a latent model or an MLP."""
+    from diffusion_lab.latent.stage import is_latent
+
+    if cfg.data.get("image_size") is None:
+        raise ConfigError(f"stage={stage} needs images; data={cfg.data.name} are points")
+    if is_latent(cfg):
+        raise ConfigError(f"stage={stage} runs in pixel space: use autoencoder=none "
+                          f"(latent {latent} is not built)")
+    if "in_channels" not in cfg.backbone:
+        raise ConfigError(f"stage={stage} needs an image backbone (unet_*, dit_*), got "
+                          f"{cfg.backbone._target_.rsplit('.', 1)[-1]}")
 
 
 def validate_counts(cfg: DictConfig, *keys: str) -> None:

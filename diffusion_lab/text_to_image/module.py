@@ -1,0 +1,105 @@
+"""The Lightning module of text-to-image diffusion: DiffusionModule with a prompt as the
+condition.
+
+Training step: c = caption(y, x0) (``text.captions.CaptionGrammar``: class word or numeral,
+slant phrase measured from x0), dropped to the empty prompt (all padding) with probability
+p = ``guidance.label_dropout``; t ~ U{0..T-1}, eps ~ N(0, I),
+x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, loss = w(snr_t) ||target - f(x_t, t, c)||^2 with the
+backbone a :class:`~diffusion_lab.backbones.TextConditioned` (its text encoder trained with it).
+Sampling: D_g = D_empty + w (D_prompt - D_empty) (classifier-free guidance, the empty prompt as
+the null condition). Everything else (objectives, EMA, schedules, samplers, checkpoints, resume)
+is the diffusion module's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from diffusion_lab.backbones.text_encoder import PAD_ID
+from diffusion_lab.guidance import check_guidance_scale, classifier_free, guidance_scale_problem
+from diffusion_lab.lit.module import DiffusionModule
+from diffusion_lab.precond import VPDenoiser, clip_denoised
+from diffusion_lab.sampler_spec import SamplerSpec
+from diffusion_lab.text.captions import CaptionGrammar
+
+
+class TextToImageModule(DiffusionModule):
+    def __init__(self, *, grammar: CaptionGrammar, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if self.num_classes:
+            raise ValueError("a text-to-image model is conditioned on a prompt, not on class ids: "
+                             "set backbone.num_classes=0")
+        if getattr(self.backbone, "max_length", None) != grammar.tokenizer.max_length \
+                or self.backbone.encoder.vocab_size != grammar.tokenizer.vocab_size:
+            raise ValueError("the backbone must be a TextConditioned backbone for this "
+                             "vocabulary and prompt length")
+        self.grammar = grammar
+
+    @property
+    def tokenizer(self):
+        return self.grammar.tokenizer
+
+    def condition(self, x0: torch.Tensor, y: torch.Tensor, training: bool) -> torch.Tensor:
+        """Captions of (x0, y): random wording in training, dropped to the empty prompt w.p.
+        ``label_dropout``; each image's full caption otherwise (validation)."""
+        if not training:
+            return self.grammar.full_captions(y, x0)
+        tokens = self.grammar.captions(y, x0)
+        if self.label_dropout > 0:
+            drop = torch.rand(tokens.shape[0], device=tokens.device) < self.label_dropout
+            tokens = torch.where(drop[:, None], torch.full_like(tokens, PAD_ID), tokens)
+        return tokens
+
+    # ------------------------------------------------------------------ sampling
+    def guidance_problem(self, scale, name: str = "guidance scale") -> str | None:
+        return guidance_scale_problem(scale, conditional=True,
+                                      null_label_trained=self.label_dropout > 0, name=name)
+
+    def check_guidance_scale(self, scale, name: str = "guidance scale") -> float:
+        return check_guidance_scale(scale, conditional=True,
+                                    null_label_trained=self.label_dropout > 0, name=name)
+
+    def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None):
+        """D(x, sigma, tokens), guided against the empty prompt (all padding)."""
+        if self.guidance_rule is not None or self.classifier_guidance is not None:
+            raise ValueError("a text-to-image model is guided by classifier-free guidance only")
+        net = self.compile_options.sampling(self.ema.model if use_ema else self.backbone,
+                                            self.device)
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        denoiser = classifier_free(VPDenoiser(net, self.schedule, self.prediction),
+                                   self.check_guidance_scale(scale), PAD_ID)
+        return clip_denoised(denoiser, -1.0, 1.0) if self.clip_denoised else denoiser
+
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(B, L) token ids of ``prompts`` (ValueError, one line, for an unknown word)."""
+        return self.tokenizer.encode(list(prompts)).to(self.device)
+
+    def sample(self, *args, **kwargs):
+        raise ValueError("a text-to-image model samples images for prompts: call "
+                         "generate(prompts) (scripts/text_to_image.py)")
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], *, sampler: SamplerSpec | None = None,
+                 guidance_scale: float | None = None, seed: int = 0,
+                 indices: Sequence[int] | None = None, use_ema: bool = True,
+                 callback=None) -> torch.Tensor:
+        """x ~ p(x | prompt) for each prompt (guided at ``guidance_scale``, the model's by
+        default); sample ``indices[b]`` (default range(B)) depends only on (seed, index)."""
+        tokens = self.encode_prompts(prompts)
+        spec = self.sampler_or_default(sampler)
+        was_training = self.training
+        self.eval()
+        try:
+            return spec.sample(self.denoiser(use_ema=use_ema, guidance_scale=guidance_scale),
+                               self.schedule, (len(prompts), *self.sample_shape), cond=tokens,
+                               seed=seed, indices=indices, callback=callback, device=self.device)
+        finally:
+            self.train(was_training)
+
+    def model_facts(self) -> dict:
+        """The diffusion model's facts and the prompt language's: the same weights read with
+        another vocabulary or slant rule would answer another question."""
+        return {**super().model_facts(), "text_vocabulary": list(self.tokenizer.words),
+                "text_slant_threshold": self.grammar.slant_threshold}
