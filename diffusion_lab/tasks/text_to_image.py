@@ -133,9 +133,10 @@ def text_to_image(cfg: DictConfig) -> dict:
     validate_sample_config(cfg)  # finite values, seed, batch_size, metrics
     validate_counts(cfg, "samples_per_prompt")
     guidance = cfg.guidance
+    keys = set(guidance.keys())  # (``in guidance`` is False for a mandatory ??? value)
     for key in ("interval", "dynamic_threshold", "classifier_ckpt", "guide_ckpt"):
-        # guidance=autoguidance / classifier carry their checkpoint key, set or not (???)
-        if key in guidance.keys() and (key.endswith("_ckpt") or guidance.get(key) is not None):
+        # guidance=autoguidance / classifier carry their checkpoint key, set or not
+        if key in keys and (key.endswith("_ckpt") or guidance.get(key) is not None):
             raise ConfigError(f"guidance.{key} is not built for text-to-image models "
                               "(classifier-free guidance by guidance.scale)")
     if guidance.get("rescale", 0.0):
