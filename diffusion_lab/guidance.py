@@ -82,19 +82,24 @@ def rescale_guided(x: Tensor, d_guided: Tensor, d_positive: Tensor, phi: float) 
     return x - (phi * ratio + (1.0 - phi)) * eps_g
 
 
-def _null_labels(cond: Tensor | None, batch: int, null_class: int, device: torch.device) -> Tensor:
+def _null_labels(cond: Tensor | None, batch: int, null_class: int, device: torch.device,
+                 negative: Tensor | None = None) -> Tensor:
+    if negative is not None:  # one condition for every sample (a negative prompt)
+        return negative.to(device).expand(batch, *negative.shape[1:])
     if cond is None:
         return torch.full((batch,), null_class, dtype=torch.long, device=device)
     return torch.full_like(cond, null_class)
 
 
 def classifier_free(denoiser: Denoiser, scale: float, null_class: int,
-                    rescale: float = 0.0) -> Denoiser:
+                    rescale: float = 0.0, negative: Tensor | None = None) -> Denoiser:
     """Guided denoiser D_g = D_u + w (D_c - D_u), i.e. eps_g = eps_u + w (eps_c - eps_u).
 
     One batched call D(cat[x, x], cat[sigma, sigma], cat[cond, null]) per guided evaluation.
     w = 1 returns ``denoiser`` itself (no unconditional pass); w = 0 evaluates only the null labels.
     ``rescale`` = phi > 0: :func:`rescale_guided` towards the conditional prediction's std.
+    ``negative`` (1, ...): a condition that takes the null labels' place for every sample
+    (a negative prompt, D_g = D_neg + w (D_c - D_neg): guided away from it).
     """
     scale = check_guidance_scale(scale)
     rescale = check_guidance_rescale(rescale)
@@ -104,7 +109,8 @@ def classifier_free(denoiser: Denoiser, scale: float, null_class: int,
     if scale == 0.0:
 
         def unconditional(x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
-            return denoiser(x, sigma, _null_labels(cond, x.shape[0], null_class, x.device))
+            return denoiser(x, sigma, _null_labels(cond, x.shape[0], null_class, x.device,
+                                                   negative))
 
         return unconditional
 
@@ -115,7 +121,7 @@ def classifier_free(denoiser: Denoiser, scale: float, null_class: int,
         both = denoiser(
             torch.cat([x, x]),
             torch.cat([sigma, sigma]),
-            torch.cat([cond, _null_labels(cond, batch, null_class, x.device)]),
+            torch.cat([cond, _null_labels(cond, batch, null_class, x.device, negative)]),
         )
         d_cond, d_uncond = both[:batch], both[batch:]
         return rescale_guided(x, d_uncond + scale * (d_cond - d_uncond), d_cond, rescale)

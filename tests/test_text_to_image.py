@@ -170,7 +170,8 @@ TINY = ["stage=text_to_image", "logger=csv", "backbone.base_channels=16",
         "backbone.num_res_blocks=1", "trainer.enable_progress_bar=false",
         "trainer.val_check_interval=100", "module.warmup_steps=0",
         "callbacks.prompt_grid.every_n_steps=200", "text.eval_samples_per_prompt=4",
-        "text.encoder.dim=32"]
+        "text.encoder.dim=32", "callbacks.prompt_guidance_sweep.scales=[1,3]",
+        "callbacks.prompt_guidance_sweep.samples_per_prompt=1"]
 
 
 def test_guidance_mixes_the_prompt_with_the_empty_prompt(tmp_path):
@@ -190,6 +191,11 @@ def test_guidance_mixes_the_prompt_with_the_empty_prompt(tmp_path):
     guided = module.denoiser(guidance_scale=3.0)(x, sigma, tokens)
     assert torch.allclose(guided, d_u + 3.0 * (d_c - d_u), atol=1e-4)
     assert not torch.allclose(d_c, d_u, atol=1e-3)
+    # a negative prompt takes the empty prompt's place: D_neg + w (D_prompt - D_neg)
+    d_n = plain(x, sigma, module.encode_prompts(["slanted right", "slanted right"]))
+    against = module.denoiser(guidance_scale=3.0, negative_prompt="slanted right")(x, sigma, tokens)
+    assert torch.allclose(against, d_n + 3.0 * (d_c - d_n), atol=1e-4)
+    assert not torch.allclose(d_n, d_u, atol=1e-3)
     images = torch.cat([_stroke(k, size=8, rows=range(1, 7), r0=4.0, c0=4.0).float()
                         for k in (-0.3, 0.3)]).repeat(2000, 1, 1, 1)
     labels = torch.tensor([7, 8]).repeat(2000)
@@ -260,6 +266,15 @@ def test_the_stage_trains_a_model_that_follows_its_prompts(trained):
     assert (run_dir / "text_to_image.png").stat().st_size > 0
     grids = sorted(p.name for p in (run_dir / "media" / "text_to_image_grid").glob("*.png"))
     assert grids == ["step0000200.png", "step0000400.png"]
+    # the end-of-training guidance sweep: one row per w, each the adherence of its samples
+    table = json.loads((run_dir / "media" /
+                        "prompt_guidance_sweep_table_step0000400.json").read_text())
+    rows = {row[0]: dict(zip(table["columns"], row)) for row in table["rows"]}
+    assert sorted(rows) == [1.0, 3.0] and rows[3.0]["nfe"] == 2 * rows[1.0]["nfe"]
+    assert all(0 <= r["slant_adherence"] <= 1 and r["fid"] > 0 for r in rows.values())
+    for name in ("prompt_guidance_sweep_adherence_vs_w", "prompt_guidance_sweep_fid_vs_w",
+                 "prompt_guidance_sweep_samples"):
+        assert list((run_dir / "media" / name).glob("*.png")), name
 
 
 @pytest.mark.slow
@@ -298,6 +313,12 @@ def test_text_to_image_cli_samples_prompts_reproducibly_and_refuses_in_one_line(
     report = json.loads((a / "text_to_image.json").read_text())
     assert report["t2i_guidance_scale"] == 3 and report["prompts"][1] == "an 8"
     assert "t2i_class_accuracy" not in report and "t2i_slant_adherence" in report
+    assert report["t2i_negative_prompt"] is None and len(report["t2i_slant_shares"]) == 3
+    n = run("n", "guidance.scale=3", 'negative_prompt="slanted left"')
+    with np.load(n / "samples.npz") as fn, np.load(b / "samples.npz") as fb:
+        assert not np.allclose(fn["x"], fb["x"], atol=1e-3)
+    assert json.loads((n / "text_to_image.json").read_text())["t2i_negative_prompt"] == \
+        "slanted left"
     line = refusal_line("text_to_image.py", f"ckpt={ckpt}", 'prompts=["a purple cat"]',
                         f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     assert "unknown word 'purple'" in line and "the model knows: zero one" in line, line
@@ -308,17 +329,26 @@ def test_text_to_image_cli_samples_prompts_reproducibly_and_refuses_in_one_line(
         (["guidance.scale=-1"], "finite number >= 0"),
         (["guidance.rescale=0.7"], "guidance.rescale"),
         (["guidance=autoguidance"], "guidance.guide_ckpt"),
+        (["negative_prompt=\"a cat\"", "guidance.scale=3"], "negative_prompt: .*unknown word 'cat'"),
+        (["negative_prompt=upright", "guidance.scale=1"], "needs guidance.scale != 1"),
+        (["negative_prompt=[upright]", "guidance.scale=3"], "one prompt"),
     ]:
         with pytest.raises(ConfigError, match=says):
             text_to_image(compose_config("text_to_image", [f"ckpt={ckpt}", *args],
                                          tmp_path / "r"))
     with pytest.raises(ConfigError, match="text-to-image model.*text_to_image.py"):
         sample(compose_config("sample", [f"ckpt={ckpt}"], tmp_path / "s"))
+    from diffusion_lab.distill.build import adopt_teacher_config
+
+    with pytest.raises(ConfigError, match="is a text-to-image model .distilling one is not built"):
+        adopt_teacher_config(compose_config("train", ["stage=distill",
+                                                      f"distill.teacher_ckpt={ckpt}"],
+                                            tmp_path / "d"))
     # and the other way round: a class-conditional checkpoint has no prompts to follow
     from diffusion_lab.tasks.build import build_module
 
     plain = build_module(compose_config("train", [o for o in TINY if "text" not in o
-                                                  and "prompt_grid" not in o], tmp_path / "p"))
+                                                  and "prompt_" not in o], tmp_path / "p"))
     other = tmp_path / "class_conditional.ckpt"
     torch.save({"state_dict": plain.state_dict(), "diffusion_lab_config": plain.run_config,
                 "diffusion_lab_model": plain.model_facts()}, other)

@@ -50,9 +50,10 @@ def validate_text_to_image_config(cfg: DictConfig) -> None:
 
         grammar = caption_grammar(text)
         prompts_of(text.get("eval_prompts"), grammar, "text.eval_prompts")
-        grid = OmegaConf.select(cfg, "callbacks.prompt_grid")
-        if grid is not None and grid.get("prompts") is not None:
-            prompts_of(grid.prompts, grammar, "callbacks.prompt_grid.prompts")
+        for name in ("prompt_grid", "prompt_guidance_sweep"):
+            callback = OmegaConf.select(cfg, f"callbacks.{name}")
+            if callback is not None and callback.get("prompts") is not None:
+                prompts_of(callback.prompts, grammar, f"callbacks.{name}.prompts")
     except ValueError as e:
         raise ConfigError(f"text: {e}") from None
 
@@ -79,8 +80,10 @@ def prompts_of(value, grammar, name: str = "prompts") -> list[str]:
 def evaluate_text_to_image(module, datamodule, *, prompts: list[str], samples_per_prompt: int,
                            seed: int, run_dir: Path, cache_dir, dataset_name: str,
                            guidance_scale: float | None = None, sampler=None,
-                           batch_size: int = 500, metrics: bool = True) -> tuple[dict, object]:
-    """Samples for ``prompts``, their grid and scores; returns (report, samples)."""
+                           batch_size: int = 500, metrics: bool = True,
+                           negative_prompt: str | None = None) -> tuple[dict, object]:
+    """Samples for ``prompts`` (guided against ``negative_prompt`` when given), their grid and
+    scores; returns (report, samples)."""
     from diffusion_lab.tasks.super_resolve import data_judge
     from diffusion_lab.text_to_image.evaluation import (
         generate_for_prompts,
@@ -93,7 +96,7 @@ def evaluate_text_to_image(module, datamodule, *, prompts: list[str], samples_pe
     start = time.perf_counter()
     samples = generate_for_prompts(module, prompts, samples_per_prompt=samples_per_prompt,
                                    seed=seed, sampler=spec, guidance_scale=w,
-                                   batch_size=batch_size,
+                                   batch_size=batch_size, negative_prompt=negative_prompt,
                                    progress=f"text-to-image ({len(prompts)} prompts x "
                                             f"{samples_per_prompt}, w={w:g})")
     seconds = time.perf_counter() - start
@@ -103,7 +106,8 @@ def evaluate_text_to_image(module, datamodule, *, prompts: list[str], samples_pe
     report = prompt_adherence(module.grammar, prompts, samples, samples_per_prompt, judge=judge,
                               data_images=getattr(train_set, "x", None),
                               data_labels=getattr(train_set, "y", None))
-    report.update({"t2i_guidance_scale": w, "t2i_seed": seed, "t2i_nfe_per_sample":
+    report.update({"t2i_guidance_scale": w, "t2i_negative_prompt": negative_prompt,
+                   "t2i_seed": seed, "t2i_nfe_per_sample":
                    spec.nfe * (1 if w in (0, 1) else 2), "t2i_seconds": round(seconds, 2)})
     grid, columns = prompt_grid(samples, samples_per_prompt, GRID_COLUMNS)
     save_grid(grid, run_dir / "text_to_image.png", nrow=columns,
@@ -145,6 +149,14 @@ def text_to_image(cfg: DictConfig) -> dict:
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt, text_to_image=True).to(cfg.device)
     prompts = prompts_of(cfg.get("prompts"), module.grammar)
+    negative = cfg.get("negative_prompt")
+    if negative is not None:
+        if not isinstance(negative, str):
+            raise ConfigError(f"negative_prompt must be one prompt, got {negative!r}")
+        prompts_of(negative, module.grammar, "negative_prompt")
+        if cfg.guidance.scale == 1:
+            raise ConfigError("negative_prompt needs guidance.scale != 1 (at w = 1 the samples "
+                              "follow the prompt alone)")
     check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
     adopt_checkpoint_schedule(cfg, ckpt)
     validate_sampling(cfg, module.schedule, module)  # guidance.scale must suit the model
@@ -158,7 +170,7 @@ def text_to_image(cfg: DictConfig) -> dict:
         seed=cfg.seed, run_dir=run_dir, cache_dir=cfg.paths.cache_dir,
         dataset_name=ckpt["diffusion_lab_config"]["data"]["name"],
         guidance_scale=cfg.guidance.scale, sampler=sampler, batch_size=cfg.batch_size,
-        metrics=metrics)
+        metrics=metrics, negative_prompt=negative)
     np.savez_compressed(run_dir / "samples.npz", x=samples.numpy(),
                         prompts=np.array([p for p in prompts for _ in range(cfg.samples_per_prompt)]))
     report.update({"checkpoint": str(cfg.ckpt), "global_step": ckpt.get("global_step"),

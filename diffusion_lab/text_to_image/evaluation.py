@@ -29,8 +29,9 @@ def default_prompts(grammar: CaptionGrammar) -> list[str]:
 @torch.no_grad()
 def generate_for_prompts(module, prompts: Sequence[str], *, samples_per_prompt: int, seed: int,
                          sampler=None, guidance_scale: float | None = None, batch_size: int = 500,
-                         progress: str | None = None) -> Tensor:
-    """(P K, C, H, W) samples, prompt-major, from the EMA weights, in batches."""
+                         progress: str | None = None, negative_prompt: str | None = None) -> Tensor:
+    """(P K, C, H, W) samples, prompt-major, from the EMA weights, in batches (guided against
+    ``negative_prompt`` instead of the empty prompt when given)."""
     prompts = [p for p in prompts for _ in range(samples_per_prompt)]
     spec = module.sampler_or_default(sampler)
     batches = range(0, len(prompts), batch_size)
@@ -40,15 +41,17 @@ def generate_for_prompts(module, prompts: Sequence[str], *, samples_per_prompt: 
             idx = list(range(start, min(start + batch_size, len(prompts))))
             out.append(module.generate([prompts[i] for i in idx], sampler=spec,
                                        guidance_scale=guidance_scale, seed=seed, indices=idx,
-                                       callback=lambda info: advance()).cpu())
+                                       callback=lambda info: advance(),
+                                       negative_prompt=negative_prompt).cpu())
     return torch.cat(out)
 
 
 def prompt_adherence(grammar: CaptionGrammar, prompts: Sequence[str], samples: Tensor,
                      samples_per_prompt: int, judge=None, data_images: Tensor | None = None,
                      data_labels: Tensor | None = None) -> dict:
-    """Slant adherence (+ its confusion, + its chance rate from the data) and, with ``judge``,
-    class accuracy and FID of ``samples`` (prompt-major, ``samples_per_prompt`` each).
+    """Slant adherence (+ its confusion, + its chance rate from the data), the measured slant
+    shares (left, upright, right) and, with ``judge``, class accuracy and FID of ``samples``
+    (prompt-major, ``samples_per_prompt`` each).
 
     The chance rate is the adherence of samples that follow the class but ignore the slant:
     the mean over samples of P_data(slant bin = asked | class = named), from ``data_images``
@@ -57,6 +60,8 @@ def prompt_adherence(grammar: CaptionGrammar, prompts: Sequence[str], samples: T
     report: dict = {"t2i_prompts": len(prompts), "t2i_samples_per_prompt": samples_per_prompt,
                     "t2i_samples": len(samples)}
     measured = slant_bins(samples, grammar.slant_threshold)
+    report["t2i_slant_shares"] = (torch.bincount(measured, minlength=3).double()
+                                  / max(1, len(measured))).tolist()  # left, upright, right
     with_slant = [i for i, (_, s) in enumerate(asked) if s is not None]
     if with_slant:
         want = torch.tensor([asked[i][1] for i in with_slant])

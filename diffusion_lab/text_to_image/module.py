@@ -61,15 +61,18 @@ class TextToImageModule(DiffusionModule):
         return check_guidance_scale(scale, conditional=True,
                                     null_label_trained=self.label_dropout > 0, name=name)
 
-    def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None):
-        """D(x, sigma, tokens), guided against the empty prompt (all padding)."""
+    def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None,
+                 negative_prompt: str | None = None):
+        """D(x, sigma, tokens), guided against the empty prompt (all padding), or against
+        ``negative_prompt``: D_neg + w (D_prompt - D_neg)."""
         if self.guidance_rule is not None or self.classifier_guidance is not None:
             raise ValueError("a text-to-image model is guided by classifier-free guidance only")
         net = self.compile_options.sampling(self.ema.model if use_ema else self.backbone,
                                             self.device)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        negative = None if negative_prompt is None else self.encode_prompts([negative_prompt])
         denoiser = classifier_free(VPDenoiser(net, self.schedule, self.prediction),
-                                   self.check_guidance_scale(scale), PAD_ID)
+                                   self.check_guidance_scale(scale), PAD_ID, negative=negative)
         return clip_denoised(denoiser, -1.0, 1.0) if self.clip_denoised else denoiser
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -84,15 +87,17 @@ class TextToImageModule(DiffusionModule):
     def generate(self, prompts: Sequence[str], *, sampler: SamplerSpec | None = None,
                  guidance_scale: float | None = None, seed: int = 0,
                  indices: Sequence[int] | None = None, use_ema: bool = True,
-                 callback=None) -> torch.Tensor:
+                 callback=None, negative_prompt: str | None = None) -> torch.Tensor:
         """x ~ p(x | prompt) for each prompt (guided at ``guidance_scale``, the model's by
-        default); sample ``indices[b]`` (default range(B)) depends only on (seed, index)."""
+        default, against the empty prompt or ``negative_prompt``); sample ``indices[b]``
+        (default range(B)) depends only on (seed, index)."""
         tokens = self.encode_prompts(prompts)
         spec = self.sampler_or_default(sampler)
         was_training = self.training
         self.eval()
         try:
-            return spec.sample(self.denoiser(use_ema=use_ema, guidance_scale=guidance_scale),
+            return spec.sample(self.denoiser(use_ema=use_ema, guidance_scale=guidance_scale,
+                                             negative_prompt=negative_prompt),
                                self.schedule, (len(prompts), *self.sample_shape), cond=tokens,
                                seed=seed, indices=indices, callback=callback, device=self.device)
         finally:
