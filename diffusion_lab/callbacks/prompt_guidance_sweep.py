@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from diffusion_lab.callbacks.periodic import PeriodicMetric
-from diffusion_lab.evaluation import SampleJudge, describe_sampler, sampler_name, why_not_judgeable
+from diffusion_lab.evaluation import describe_sampler, judge_if_labelled, sampler_name
 from diffusion_lab.guidance import check_guidance_scale
 from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
 from diffusion_lab.text_to_image.evaluation import (
@@ -63,8 +63,7 @@ class PromptGuidanceSweep(PeriodicMetric):
         step, start = trainer.global_step, time.perf_counter()
         prompts, k = self.prompts or default_prompts(module.grammar), self.samples_per_prompt
         data = trainer.datamodule
-        judge = None if why_not_judgeable(data) else \
-            SampleJudge.for_data(data, self.cache_dir, self.dataset_name)
+        judge = judge_if_labelled(data, self.cache_dir, self.dataset_name)
         samples, reports = {}, {}
         for w in self.scales:
             samples[w] = generate_for_prompts(module, prompts, samples_per_prompt=k,

@@ -4,12 +4,13 @@ strips) and tasks (end-of-run evaluation, ``scripts/sample.py`` metrics) all bui
 
 * ``samples``: ``grid_labels`` (class c in row c), ``generate_samples`` (EMA weights, sample i
   from the noise of (seed, i), any process count), ``sampler_name`` / ``describe_sampler``.
-* ``judge``: ``why_not_judgeable`` (the labelled-image-data check) and ``SampleJudge`` (the
+* ``judge``: ``why_not_judgeable`` (the labelled-image-data check), ``judge_if_labelled`` and
+  ``SampleJudge`` (the
   project's data classifier: accuracy, class histogram, FID in its feature space against
   reference statistics cached under ``metrics.cache.reference_stats_key``).
 """
 
-from diffusion_lab.evaluation.judge import SampleJudge, why_not_judgeable
+from diffusion_lab.evaluation.judge import SampleJudge, judge_if_labelled, why_not_judgeable
 from diffusion_lab.evaluation.samples import (
     describe_sampler,
     generate_samples,
@@ -22,6 +23,7 @@ __all__ = [
     "describe_sampler",
     "generate_samples",
     "grid_labels",
+    "judge_if_labelled",
     "sampler_name",
     "why_not_judgeable",
 ]

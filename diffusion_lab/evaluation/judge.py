@@ -194,3 +194,11 @@ class SampleJudge:
             "class_counts": counts.tolist(),
             "data_class_fractions": fractions.tolist(),
         }
+
+
+def judge_if_labelled(datamodule, cache_dir: str | os.PathLike, dataset_name: str) -> SampleJudge | None:
+    """:meth:`SampleJudge.for_data` of ``datamodule``, or None where its data cannot be judged
+    (unlabelled or not images: :func:`why_not_judgeable`)."""
+    if why_not_judgeable(datamodule):
+        return None
+    return SampleJudge.for_data(datamodule, cache_dir, dataset_name)

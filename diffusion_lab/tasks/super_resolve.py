@@ -67,15 +67,6 @@ def check_aug_level(level, aug_max: float) -> float:
     return level
 
 
-def data_judge(datamodule, cache_dir, dataset_name: str):
-    """The data classifier's judge of ``datamodule``'s images, or None for unlabelled data."""
-    from diffusion_lab.evaluation import SampleJudge, why_not_judgeable
-
-    if why_not_judgeable(datamodule):
-        return None
-    return SampleJudge.for_data(datamodule, cache_dir, dataset_name)
-
-
 def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_image: int,
                               seed: int, run_dir: Path, cache_dir, dataset_name: str,
                               sampler=None, batch_size: int = 500, metrics: bool = True,
@@ -95,7 +86,9 @@ def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_im
                                 sampler=spec, batch_size=batch_size, aug_level=aug_level,
                                 progress=f"super-resolution ({len(x)} images x {samples_per_image})")
     seconds = time.perf_counter() - start
-    judge = data_judge(datamodule, cache_dir, dataset_name) if metrics else None
+    from diffusion_lab.evaluation import judge_if_labelled
+
+    judge = judge_if_labelled(datamodule, cache_dir, dataset_name) if metrics else None
     report = super_resolution_report(x, low_res, samples, module.factor, judge=judge, labels=y)
     report.update({"sr_factor": module.factor, "sr_seed": seed, "sr_nfe_per_sample": spec.nfe,
                    "sr_seconds": round(seconds, 2), "sr_aug_level": float(aug_level)})
@@ -108,6 +101,7 @@ def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_im
 
 def super_resolve(cfg: DictConfig) -> dict:
     """scripts/super_resolve.py: the checkpoint's model and held-out data, any sampler."""
+    from diffusion_lab.evaluation import judge_if_labelled
     from diffusion_lab.tasks.build import (
         adopt_checkpoint_schedule,
         build_sampler,
@@ -137,7 +131,7 @@ def super_resolve(cfg: DictConfig) -> dict:
     dataset_name = ckpt["diffusion_lab_config"]["data"]["name"]
     metrics = cfg.get("metrics", True)
     if cfg.get("input"):  # the data and its judge only for labelled input
-        return super_resolve_input(module, cfg, sampler, run_dir, lambda: data_judge(
+        return super_resolve_input(module, cfg, sampler, run_dir, lambda: judge_if_labelled(
             datamodule_from_checkpoint(ckpt), cfg.paths.cache_dir, dataset_name)
             if metrics else None, aug_level=aug_level)
     report = evaluate_super_resolution(

@@ -84,7 +84,7 @@ def evaluate_text_to_image(module, datamodule, *, prompts: list[str], samples_pe
                            negative_prompt: str | None = None) -> tuple[dict, object]:
     """Samples for ``prompts`` (guided against ``negative_prompt`` when given), their grid and
     scores; returns (report, samples)."""
-    from diffusion_lab.tasks.super_resolve import data_judge
+    from diffusion_lab.evaluation import judge_if_labelled
     from diffusion_lab.text_to_image.evaluation import (
         generate_for_prompts,
         prompt_adherence,
@@ -100,7 +100,7 @@ def evaluate_text_to_image(module, datamodule, *, prompts: list[str], samples_pe
                                    progress=f"text-to-image ({len(prompts)} prompts x "
                                             f"{samples_per_prompt}, w={w:g})")
     seconds = time.perf_counter() - start
-    judge = data_judge(datamodule, cache_dir, dataset_name) \
+    judge = judge_if_labelled(datamodule, cache_dir, dataset_name) \
         if metrics and datamodule is not None else None
     train_set = getattr(datamodule, "train_set", None)
     report = prompt_adherence(module.grammar, prompts, samples, samples_per_prompt, judge=judge,
