@@ -84,6 +84,34 @@ def test_the_grammar_builds_the_tokens_of_its_own_text():
     assert abs(sum(t.split()[0] in ("a", "an") for t in texts) / 3000 - 0.5) < 0.03
 
 
+def test_held_out_combinations_are_never_named_in_training():
+    grammar = CaptionGrammar(holdout=["seven slanted left", "an 8 upright"])
+    assert grammar.is_held_out(7, 0) and grammar.is_held_out(8, 1)
+    assert not grammar.is_held_out(7, 1) and not grammar.is_held_out(None, 0)
+    left, upright = (_stroke(k, 8, range(1, 7), 4.0, 4.0).float() for k in (-0.3, 0.0))
+    images = torch.cat([left, upright, left, upright]).repeat(500, 1, 1, 1)
+    labels = torch.tensor([7, 7, 8, 8]).repeat(500)
+    texts = [grammar.tokenizer.decode(r) for r in
+             grammar.captions(labels, images, generator=torch.Generator().manual_seed(0)).tolist()]
+    parsed = [grammar.parse(t) for t in texts]
+    assert all(c == int(y) for (c, _), y in zip(parsed, labels))  # the class is still named
+    said = {(c, s) for c, s in parsed}
+    assert (7, 0) not in said and (8, 1) not in said  # the held-out pairs never
+    assert (7, 1) in said and (8, 0) in said  # the others as before
+    full = [grammar.tokenizer.decode(r) for r in grammar.full_captions(labels[:4], images[:4])
+            .tolist()]
+    assert full == ["seven", "seven upright", "eight slanted left", "eight"]
+    with pytest.raises(ValueError, match="names a class and a slant"):
+        CaptionGrammar(holdout=["seven"])
+    # the report splits adherence into held-out and seen combinations
+    samples = torch.cat([left] * 2 + [upright] * 2).float()
+    report = prompt_adherence(grammar, ["seven slanted left", "seven upright"], samples, 2)
+    assert report["t2i_slant_adherence_heldout"] == 1.0
+    assert report["t2i_slant_adherence_seen"] == 1.0
+    report = prompt_adherence(grammar, ["seven slanted left", "seven upright"], samples.flip(0), 2)
+    assert report["t2i_slant_adherence_heldout"] == 0.0 and report["t2i_slant_adherence"] == 0.0
+
+
 def test_cross_attention_is_its_formula_and_never_sees_padding():
     torch.manual_seed(0)
     attn = CrossAttention(dim=8, context_dim=6, num_heads=2)
@@ -364,6 +392,7 @@ def test_resuming_with_another_vocabulary_or_slant_rule_is_refused(trained, tmp_
     _, run_dir = trained
     ckpt = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
     for override, says in [("text.slant_threshold=0.3", "slant threshold 0.15"),
+                           ("text.holdout=[\"seven slanted left\"]", "holding out nothing"),
                            ("text.class_words=[o,i,ii,iii,iv,v,vi,vii,viii,ix]",
                             "prompts in the words zero one")]:
         other = build_module(compose_config("train", [*TINY, override], tmp_path / "r"))
@@ -379,6 +408,8 @@ def test_resuming_with_another_vocabulary_or_slant_rule_is_refused(trained, tmp_
     ("data=toy2d", "needs images"),
     ("text.class_words=[zero,one,two,three,four,five,six,seven,eight,left]", "distinct"),
     ("callbacks.prompt_grid.prompts=[\"a seven\",\"a dog\"]", "unknown word 'dog'"),
+    ("text.holdout=[seven]", "names a class and a slant"),
+    ("text.holdout=seven", "text.holdout must be a list of prompts"),
     ("autoencoder=kl_f4", "runs in pixel space"),
     ("backbone=mlp", "needs an image backbone"),
 ])

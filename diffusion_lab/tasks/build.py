@@ -251,6 +251,7 @@ _FACTS = {  # what DiffusionModule.model_facts() records, as a user reads it
     "super_resolution_aug_max": lambda v: f"low-resolution images noise-augmented up to {v}",
     "text_vocabulary": lambda v: f"prompts in the words {' '.join(map(str, v))}",
     "text_slant_threshold": lambda v: f"captions with slant threshold {v}",
+    "text_holdout": lambda v: f"captions holding out {list(v) or 'nothing'}",
 }
 
 

@@ -34,6 +34,11 @@ def validate_text_to_image_config(cfg: DictConfig) -> None:
     if len(words) != classes:
         raise ConfigError(f"stage=text_to_image captions labelled images: text.class_words has "
                           f"{len(words)} words for data={cfg.data.name}'s {classes} classes")
+    holdout = text.get("holdout")
+    if holdout is not None and (not isinstance(holdout, (list, ListConfig))
+                                or not all(isinstance(h, str) for h in holdout)):
+        raise ConfigError(f"text.holdout must be a list of prompts such as 'seven slanted left', "
+                          f"got {holdout!r}")
     if not isinstance(text.get("numerals"), bool):
         raise ConfigError(f"text.numerals must be true or false, got {text.get('numerals')!r}")
     threshold = text.get("slant_threshold")

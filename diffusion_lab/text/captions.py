@@ -14,6 +14,11 @@ Grammar. A caption is ``"[a|an] {class} [{slant phrase}]"`` with class = the cla
 and slant phrase "slanted left" | "upright" | "slanted right": e.g. "seven slanted left",
 "a 3 upright", "an eight". :meth:`CaptionGrammar.tokens` builds the same token ids for a batch
 in tensor ops (no host sync in a training step).
+
+Held-out combinations (compositional generalisation): ``holdout`` (class, slant bin) pairs are
+never named together in training. Their images are captioned by the class alone, so the model
+learns the class and the slant, each from other images, and a prompt that names the pair asks
+for a combination it has never been told.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class CaptionGrammar:
     ("0", "1", ...) as their other form when ``numerals``, and slant phrases."""
 
     def __init__(self, class_words: Sequence[str] = DIGIT_WORDS, numerals: bool = True,
-                 slant_threshold: float = 0.15):
+                 slant_threshold: float = 0.15, holdout: Sequence[str] = ()):
         self.class_words = [str(w).lower() for w in class_words]
         if not 0 < slant_threshold < float("inf"):
             raise ValueError(f"slant_threshold must be a finite number > 0, got {slant_threshold!r}")
@@ -78,6 +83,20 @@ class CaptionGrammar:
                                        for k in range(len(self.class_words))])
         self._slant_ids = torch.tensor([[ids["slanted"], ids["left"]], [ids["upright"], PAD_ID],
                                         [ids["slanted"], ids["right"]]])
+        # (class, slant bin) pairs never named together: (classes, 3) bool
+        self.holdout = [str(h) for h in holdout]
+        self._held_out = torch.zeros(len(self.class_words), 3, dtype=torch.bool)
+        for prompt in self.holdout:
+            label, slant_bin = self.parse(prompt)
+            if label is None or slant_bin is None:
+                raise ValueError(f"a held-out combination names a class and a slant, e.g. "
+                                 f"'seven slanted left'; got {prompt!r}")
+            self._held_out[label, slant_bin] = True
+
+    def is_held_out(self, label: int | None, slant_bin: int | None) -> bool:
+        """Whether training never named ``label`` with ``slant_bin``."""
+        return label is not None and slant_bin is not None \
+            and bool(self._held_out[label, slant_bin])
 
     @property
     def num_classes(self) -> int:
@@ -116,19 +135,22 @@ class CaptionGrammar:
                  p_no_slant: float = 0.25, p_article: float = 0.5,
                  generator: torch.Generator | None = None) -> Tensor:
         """Random captions of a batch: the numeral form w.p. ``p_numeral``, the slant phrase
-        left out w.p. ``p_no_slant`` (so a prompt may name the class alone), the article w.p.
-        ``p_article``; (B, 4) ids."""
+        left out w.p. ``p_no_slant`` (so a prompt may name the class alone) and always for a
+        held-out (class, slant), the article w.p. ``p_article``; (B, 4) ids."""
         b, device = labels.shape[0], labels.device
         u = torch.rand(3, b, generator=generator, device=device)
-        return self.tokens(labels, slant_bins(images, self.slant_threshold), u[0] < p_numeral,
-                           u[1] >= p_no_slant, u[2] < p_article)
+        bins = slant_bins(images, self.slant_threshold)
+        named = (u[1] >= p_no_slant) & ~self._held_out.to(device)[labels, bins]
+        return self.tokens(labels, bins, u[0] < p_numeral, named, u[2] < p_article)
 
     def full_captions(self, labels: Tensor, images: Tensor) -> Tensor:
-        """Each image's caption with its slant, class word form, no article (validation: no
-        randomness)."""
+        """Each image's caption with its slant (unless held out), class word form, no article
+        (validation: no randomness)."""
         b = labels.shape[0]
         no = torch.zeros(b, dtype=torch.bool, device=labels.device)
-        return self.tokens(labels, slant_bins(images, self.slant_threshold), no, ~no, no)
+        bins = slant_bins(images, self.slant_threshold)
+        named = ~self._held_out.to(labels.device)[labels, bins]
+        return self.tokens(labels, bins, no, named, no)
 
     def parse(self, prompt: str) -> tuple[int | None, int | None]:
         """(class, slant bin) a prompt asks for, None where it says nothing (for scoring)."""

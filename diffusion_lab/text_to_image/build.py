@@ -15,7 +15,7 @@ from diffusion_lab.text.captions import CaptionGrammar
 
 def caption_grammar(text: DictConfig) -> CaptionGrammar:
     return CaptionGrammar(list(text.class_words), bool(text.numerals),
-                          float(text.slant_threshold))
+                          float(text.slant_threshold), list(text.get("holdout") or []))
 
 
 def text_backbone(backbone: DictConfig, text: DictConfig) -> TextConditioned:

@@ -49,9 +49,10 @@ def generate_for_prompts(module, prompts: Sequence[str], *, samples_per_prompt: 
 def prompt_adherence(grammar: CaptionGrammar, prompts: Sequence[str], samples: Tensor,
                      samples_per_prompt: int, judge=None, data_images: Tensor | None = None,
                      data_labels: Tensor | None = None) -> dict:
-    """Slant adherence (+ its confusion, + its chance rate from the data), the measured slant
-    shares (left, upright, right) and, with ``judge``, class accuracy and FID of ``samples``
-    (prompt-major, ``samples_per_prompt`` each).
+    """Slant adherence (+ its confusion, + its chance rate from the data; split into held-out
+    and seen combinations when prompts name held-out ones), the measured slant shares (left,
+    upright, right) and, with ``judge``, class accuracy and FID of ``samples`` (prompt-major,
+    ``samples_per_prompt`` each).
 
     The chance rate is the adherence of samples that follow the class but ignore the slant:
     the mean over samples of P_data(slant bin = asked | class = named), from ``data_images``
@@ -71,6 +72,11 @@ def prompt_adherence(grammar: CaptionGrammar, prompts: Sequence[str], samples: T
         report.update({"t2i_slant_adherence": float((want == got).double().mean()),
                        "t2i_slant_confusion": confusion.tolist(),
                        "t2i_slant_names": list(SLANT_NAMES)})
+        held = torch.tensor([grammar.is_held_out(*asked[i]) for i in with_slant])
+        if held.any():  # combinations never named in training, and the others
+            report["t2i_slant_adherence_heldout"] = float((want == got)[held].double().mean())
+            report["t2i_slant_adherence_seen"] = float((want == got)[~held].double().mean()) \
+                if (~held).any() else None
         if data_images is not None and data_labels is not None:
             report["t2i_slant_chance"] = slant_chance(
                 grammar, [asked[i] for i in with_slant], data_images, data_labels)

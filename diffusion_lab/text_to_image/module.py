@@ -107,4 +107,5 @@ class TextToImageModule(DiffusionModule):
         """The diffusion model's facts and the prompt language's: the same weights read with
         another vocabulary or slant rule would answer another question."""
         return {**super().model_facts(), "text_vocabulary": list(self.tokenizer.words),
-                "text_slant_threshold": self.grammar.slant_threshold}
+                "text_slant_threshold": self.grammar.slant_threshold,
+                "text_holdout": list(self.grammar.holdout)}
