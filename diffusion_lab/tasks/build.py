@@ -126,6 +126,19 @@ def adopt_checkpoint_schedule(cfg: DictConfig, ckpt: dict) -> None:
         cfg.schedule = OmegaConf.create(stored)
 
 
+def checkpoint_sampler(cfg: DictConfig, ckpt: dict, module, *, check_guidance: bool = False):
+    """A sampling CLI's checks of ``cfg`` against the checkpoint's model, then its sampler: the
+    schedule agrees with the one ``ckpt`` records (and is adopted, for ``sampler.steps``), the
+    sampler runs on it and, with ``check_guidance``, ``guidance.scale`` suits the model."""
+    from diffusion_lab.tasks.schedule_check import check_schedule_agreement
+    from diffusion_lab.tasks.validate import validate_sampling
+
+    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
+    adopt_checkpoint_schedule(cfg, ckpt)
+    validate_sampling(cfg, module.schedule, module if check_guidance else None)
+    return build_sampler(cfg, module.schedule)
+
+
 def build_datamodule(cfg: DictConfig, encode: bool = True):
     """Instantiate data.module, load the data, and check it matches data.* facts; with an
     autoencoder in ``cfg`` (and ``encode``), the data encoded to its latents."""

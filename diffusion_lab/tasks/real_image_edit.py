@@ -9,15 +9,9 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 from torch import Tensor
 
-from diffusion_lab.tasks.build import (
-    adopt_checkpoint_schedule,
-    build_sampler,
-    module_from_checkpoint,
-)
+from diffusion_lab.tasks.build import checkpoint_sampler, module_from_checkpoint
 from diffusion_lab.tasks.errors import ConfigError
 from diffusion_lab.tasks.io import load_checkpoint_file
-from diffusion_lab.tasks.schedule_check import check_schedule_agreement
-from diffusion_lab.tasks.validate import validate_sampling
 
 
 @dataclass
@@ -73,10 +67,7 @@ def open_image_model(cfg: DictConfig, script: str, latent: bool = True) -> Image
     if len(module.sample_shape) != 3:
         raise ConfigError(f"{script} edits images; this checkpoint's samples are shaped "
                           f"{tuple(module.sample_shape)}")
-    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
-    adopt_checkpoint_schedule(cfg, ckpt)
-    validate_sampling(cfg, module.schedule)
-    spec = build_sampler(cfg, module.schedule)
+    spec = checkpoint_sampler(cfg, ckpt, module)
     datamodule = datamodule_from_checkpoint(ckpt)
     datamodule = getattr(datamodule, "pixel_data", datamodule)  # a latent model's images
     data = datamodule.val_set if datamodule.val_set is not None else datamodule.train_set

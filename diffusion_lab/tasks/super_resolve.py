@@ -102,30 +102,18 @@ def evaluate_super_resolution(module, datamodule, *, images: int, samples_per_im
 def super_resolve(cfg: DictConfig) -> dict:
     """scripts/super_resolve.py: the checkpoint's model and held-out data, any sampler."""
     from diffusion_lab.evaluation import judge_if_labelled
-    from diffusion_lab.tasks.build import (
-        adopt_checkpoint_schedule,
-        build_sampler,
-        module_from_checkpoint,
-    )
+    from diffusion_lab.tasks.build import checkpoint_sampler, module_from_checkpoint
     from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
     from diffusion_lab.tasks.io import load_checkpoint_file
-    from diffusion_lab.tasks.schedule_check import check_schedule_agreement
-    from diffusion_lab.tasks.validate import (
-        validate_counts,
-        validate_sample_config,
-        validate_sampling,
-    )
+    from diffusion_lab.tasks.validate import validate_counts, validate_sample_config
 
     validate_sample_config(cfg)  # finite values, seed, batch_size
     validate_counts(cfg, "eval_images", "samples_per_image")
     check_aug_level(cfg.get("aug_level", 0.0), float("inf"))  # its type and sign, before loading
     ckpt = load_checkpoint_file(cfg.ckpt)
     module = module_from_checkpoint(ckpt, path=cfg.ckpt, super_resolution=True).to(cfg.device)
-    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
-    adopt_checkpoint_schedule(cfg, ckpt)
-    validate_sampling(cfg, module.schedule)
+    sampler = checkpoint_sampler(cfg, ckpt, module)
     aug_level = check_aug_level(cfg.get("aug_level", 0.0), module.aug_max)
-    sampler = build_sampler(cfg, module.schedule)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset_name = ckpt["diffusion_lab_config"]["data"]["name"]

@@ -125,19 +125,10 @@ def text_to_image(cfg: DictConfig) -> dict:
     """scripts/text_to_image.py: the checkpoint's model sampled for ``prompts``."""
     import numpy as np
 
-    from diffusion_lab.tasks.build import (
-        adopt_checkpoint_schedule,
-        build_sampler,
-        module_from_checkpoint,
-    )
+    from diffusion_lab.tasks.build import checkpoint_sampler, module_from_checkpoint
     from diffusion_lab.tasks.evaluate import datamodule_from_checkpoint
     from diffusion_lab.tasks.io import load_checkpoint_file
-    from diffusion_lab.tasks.schedule_check import check_schedule_agreement
-    from diffusion_lab.tasks.validate import (
-        validate_counts,
-        validate_sample_config,
-        validate_sampling,
-    )
+    from diffusion_lab.tasks.validate import validate_counts, validate_sample_config
 
     validate_sample_config(cfg)  # finite values, seed, batch_size, metrics
     validate_counts(cfg, "samples_per_prompt")
@@ -162,10 +153,7 @@ def text_to_image(cfg: DictConfig) -> dict:
         if cfg.guidance.scale == 1:
             raise ConfigError("negative_prompt needs guidance.scale != 1 (at w = 1 the samples "
                               "follow the prompt alone)")
-    check_schedule_agreement(cfg, ckpt, module.schedule, cfg.ckpt)
-    adopt_checkpoint_schedule(cfg, ckpt)
-    validate_sampling(cfg, module.schedule, module)  # guidance.scale must suit the model
-    sampler = build_sampler(cfg, module.schedule)
+    sampler = checkpoint_sampler(cfg, ckpt, module, check_guidance=True)
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = cfg.get("metrics", True)
