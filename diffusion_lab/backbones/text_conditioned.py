@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .text_encoder import PAD_ID, TextEncoder
+from diffusion_lab.text.tokenizer import PAD_ID
+
+from .text_encoder import TextEncoder
 
 
 class TextConditioned(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-PAD_ID = 0
+from diffusion_lab.text.tokenizer import PAD_ID  # the tokenizer's padding id, never attended
 
 
 class TextEncoder(nn.Module):

@@ -216,21 +216,42 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ sampling
+    @property
+    def conditional(self) -> bool:
+        """Whether the network takes a condition that guidance drops to its null (class ids
+        here; stages conditioned on something else say so)."""
+        return self.num_classes > 0
+
     def guidance_problem(self, scale, name: str = "guidance scale") -> str | None:
         """Why guidance scale ``scale`` cannot be used with this model, or None."""
-        return guidance_scale_problem(scale, conditional=self.num_classes > 0,
+        return guidance_scale_problem(scale, conditional=self.conditional,
                                       null_label_trained=self.label_dropout > 0, name=name)
 
     def check_guidance_scale(self, scale, name: str = "guidance scale") -> float:
         """``float(scale)``, or ValueError: this model cannot be sampled at that scale."""
-        return check_guidance_scale(scale, conditional=self.num_classes > 0,
+        return check_guidance_scale(scale, conditional=self.conditional,
                                     null_label_trained=self.label_dropout > 0, name=name)
+
+    def network_denoiser(self, use_ema: bool = True) -> VPDenoiser:
+        """D(x, sigma, cond) of the (EMA) network as it is: no guidance, no clipping."""
+        net = self.ema.model if use_ema else self.backbone
+        return VPDenoiser(self.compile_options.sampling(net, self.device), self.schedule,
+                          self.prediction)
+
+    def bounded(self, denoiser):
+        """``denoiser`` with its x0 kept where the data lives: dynamic thresholding when set
+        for sampling, else the static clip to [-1, 1] of images, else a latent model's range."""
+        if self.dynamic_threshold is not None:  # sampling-time (guidance.dynamic_threshold)
+            return dynamic_threshold(denoiser, self.dynamic_threshold)
+        if self.clip_denoised:
+            return clip_denoised(denoiser, -1.0, 1.0)
+        if getattr(self.codec, "bound", None):  # latents: the range measured on the data
+            return clip_denoised(denoiser, -self.codec.bound, self.codec.bound)
+        return denoiser
 
     def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None):
         """D(x, sigma, cond) -> x0_hat for the (EMA) network, guided when conditional."""
-        net = self.ema.model if use_ema else self.backbone
-        net = self.compile_options.sampling(net, self.device)
-        denoiser = VPDenoiser(net, self.schedule, self.prediction)
+        denoiser = self.network_denoiser(use_ema)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         if self.guidance_rule is not None:  # interval / autoguidance (guidance_variants)
             denoiser = self.guidance_rule(denoiser, scale, self.num_classes)
@@ -238,13 +259,7 @@ class DiffusionModule(L.LightningModule):
             denoiser = classifier_free(denoiser, scale, self.num_classes)
         if self.classifier_guidance is not None:  # + s sigma^2 grad log p(y | x, sigma)
             denoiser = self.classifier_guidance(denoiser, self.num_classes > 0)
-        if self.dynamic_threshold is not None:  # sampling-time (guidance.dynamic_threshold)
-            denoiser = dynamic_threshold(denoiser, self.dynamic_threshold)
-        elif self.clip_denoised:
-            denoiser = clip_denoised(denoiser, -1.0, 1.0)
-        elif getattr(self.codec, "bound", None):  # latents: the range measured on the data
-            denoiser = clip_denoised(denoiser, -self.codec.bound, self.codec.bound)
-        return denoiser
+        return self.bounded(denoiser)
 
     def sampler_or_default(self, sampler: SamplerSpec | None = None) -> SamplerSpec:
         """``sampler``, or the module's own when None: the one place the default is chosen."""

@@ -17,12 +17,11 @@ from collections.abc import Sequence
 
 import torch
 
-from diffusion_lab.backbones.text_encoder import PAD_ID
-from diffusion_lab.guidance import check_guidance_scale, classifier_free, guidance_scale_problem
+from diffusion_lab.guidance import classifier_free
 from diffusion_lab.lit.module import DiffusionModule
-from diffusion_lab.precond import VPDenoiser, clip_denoised
 from diffusion_lab.sampler_spec import SamplerSpec
 from diffusion_lab.text.captions import CaptionGrammar
+from diffusion_lab.text.tokenizer import PAD_ID
 
 
 class TextToImageModule(DiffusionModule):
@@ -53,13 +52,10 @@ class TextToImageModule(DiffusionModule):
         return tokens
 
     # ------------------------------------------------------------------ sampling
-    def guidance_problem(self, scale, name: str = "guidance scale") -> str | None:
-        return guidance_scale_problem(scale, conditional=True,
-                                      null_label_trained=self.label_dropout > 0, name=name)
-
-    def check_guidance_scale(self, scale, name: str = "guidance scale") -> float:
-        return check_guidance_scale(scale, conditional=True,
-                                    null_label_trained=self.label_dropout > 0, name=name)
+    @property
+    def conditional(self) -> bool:
+        """Always: the prompt, dropped to the empty one for guidance."""
+        return True
 
     def denoiser(self, *, use_ema: bool = True, guidance_scale: float | None = None,
                  negative_prompt: str | None = None):
@@ -67,13 +63,11 @@ class TextToImageModule(DiffusionModule):
         ``negative_prompt``: D_neg + w (D_prompt - D_neg)."""
         if self.guidance_rule is not None or self.classifier_guidance is not None:
             raise ValueError("a text-to-image model is guided by classifier-free guidance only")
-        net = self.compile_options.sampling(self.ema.model if use_ema else self.backbone,
-                                            self.device)
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         negative = None if negative_prompt is None else self.encode_prompts([negative_prompt])
-        denoiser = classifier_free(VPDenoiser(net, self.schedule, self.prediction),
-                                   self.check_guidance_scale(scale), PAD_ID, negative=negative)
-        return clip_denoised(denoiser, -1.0, 1.0) if self.clip_denoised else denoiser
+        return self.bounded(classifier_free(self.network_denoiser(use_ema),
+                                            self.check_guidance_scale(scale), PAD_ID,
+                                            negative=negative))
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B, L) token ids of ``prompts`` (ValueError, one line, for an unknown word)."""
