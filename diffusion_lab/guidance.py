@@ -19,7 +19,8 @@ from torch import Tensor
 
 from diffusion_lab.types import Denoiser
 
-__all__ = ["check_guidance_rescale", "check_guidance_scale", "classifier_free", "drop_labels",
+__all__ = ["check_guidance_rescale", "check_guidance_scale", "check_guidance_scales",
+           "classifier_free", "drop_labels",
            "guidance_scale_problem", "rescale_guided"]
 
 
@@ -51,6 +52,13 @@ def check_guidance_scale(scale: object, **facts) -> float:
     if problem:
         raise ValueError(problem)
     return float(scale)
+
+
+def check_guidance_scales(scales, name: str) -> list[float]:
+    """A sweep's scales as floats: a non-empty list of valid w (ValueError, one line)."""
+    if not scales:
+        raise ValueError(f"scales must be a non-empty list of w >= 0, got {scales}")
+    return [check_guidance_scale(w, name=name) for w in scales]
 
 
 def check_guidance_rescale(phi: object) -> float:

@@ -32,7 +32,7 @@ from diffusion_lab.evaluation import (
     sampler_name,
     why_not_judgeable,
 )
-from diffusion_lab.guidance import check_guidance_scale
+from diffusion_lab.guidance import check_guidance_scales
 from diffusion_lab.lit.generate import process_group_size
 from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
 from diffusion_lab.utils.images import make_grid
@@ -54,14 +54,11 @@ class GuidanceSweep(PeriodicMetric):
         cache_dir: str = ".cache",
         dataset_name: str = "data",
     ):
-        if not scales:
-            raise ValueError(f"scales must be a non-empty list of w >= 0, got {scales}")
-        for w in scales:
-            check_guidance_scale(w, name="guidance sweep scale")
+        scales = check_guidance_scales(scales, name="guidance sweep scale")
         if samples_per_class < 1 or batch_size < 1:
             raise ValueError("samples_per_class and batch_size must be >= 1")
         super().__init__(every_n_steps, at_train_end, min_step)
-        self.scales = [float(w) for w in scales]
+        self.scales = scales
         self.samples_per_class = samples_per_class
         self.seed = seed
         self.batch_size = batch_size

@@ -21,7 +21,7 @@ import torch
 
 from diffusion_lab.callbacks.periodic import PeriodicMetric
 from diffusion_lab.evaluation import describe_sampler, judge_if_labelled, sampler_name
-from diffusion_lab.guidance import check_guidance_scale
+from diffusion_lab.guidance import check_guidance_scales
 from diffusion_lab.loggers.media import log_image, log_line, log_scalars, log_table
 from diffusion_lab.text_to_image.evaluation import (
     default_prompts,
@@ -39,14 +39,11 @@ class PromptGuidanceSweep(PeriodicMetric):
                  prompts: list[str] | None = None, seed: int = 0,
                  every_n_steps: int | None = None, at_train_end: bool = True, min_step: int = 0,
                  batch_size: int = 500, cache_dir: str = ".cache", dataset_name: str = "data"):
-        if not scales:
-            raise ValueError(f"scales must be a non-empty list of w >= 0, got {scales}")
-        for w in scales:
-            check_guidance_scale(w, name="prompt guidance sweep scale")
+        scales = check_guidance_scales(scales, name="prompt guidance sweep scale")
         if samples_per_prompt < 1 or batch_size < 1:
             raise ValueError("samples_per_prompt and batch_size must be >= 1")
         super().__init__(every_n_steps, at_train_end, min_step)
-        self.scales = [float(w) for w in scales]
+        self.scales = scales
         self.samples_per_prompt, self.seed, self.batch_size = samples_per_prompt, seed, batch_size
         self.prompts = None if prompts is None else [str(p) for p in prompts]
         self.cache_dir, self.dataset_name = cache_dir, dataset_name

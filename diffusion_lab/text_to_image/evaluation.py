@@ -57,7 +57,8 @@ def prompt_adherence(grammar: CaptionGrammar, prompts: Sequence[str], samples: T
     The chance rate is the adherence of samples that follow the class but ignore the slant:
     the mean over samples of P_data(slant bin = asked | class = named), from ``data_images``
     and ``data_labels`` (P_data(slant bin = asked) where a prompt names no class)."""
-    asked = [grammar.parse(p) for p in prompts for _ in range(samples_per_prompt)]
+    parsed = [grammar.parse(p) for p in prompts]  # once per prompt, then per sample
+    asked = [a for a in parsed for _ in range(samples_per_prompt)]
     report: dict = {"t2i_prompts": len(prompts), "t2i_samples_per_prompt": samples_per_prompt,
                     "t2i_samples": len(samples)}
     measured = slant_bins(samples, grammar.slant_threshold)
